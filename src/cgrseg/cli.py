@@ -1,0 +1,59 @@
+"""The ``cgrseg`` command: one subcommand per pipeline step.
+
+Each step's module exposes ``add_parser(subparsers)``; the parser stores the function to run in
+``func``. Modules are imported only for the command being run so that light commands stay fast.
+"""
+import argparse
+import importlib
+import sys
+
+# subcommand -> module providing add_parser()
+COMMANDS = {
+    'synth': 'cgrseg.data.cli',
+    'download': 'cgrseg.data.cli',
+    'prepare': 'cgrseg.data.cli',
+    'pretrained': 'cgrseg.models.pretrained',
+    'flops': 'cgrseg.measure.flops',
+    'throughput': 'cgrseg.measure.throughput',
+    'train': 'cgrseg.runner.train',
+    'evaluate': 'cgrseg.runner.evaluate',
+    'collect': 'cgrseg.tables.cli',
+    'tables': 'cgrseg.tables.cli',
+    'diff': 'cgrseg.tables.cli',
+    'figure': 'cgrseg.tables.cli',
+}
+
+
+class CLIError(Exception):
+    """An expected failure: printed as one line ``cgrseg <cmd>: error: <message>``, exit 2."""
+
+
+def build_parser(only=None):
+    parser = argparse.ArgumentParser(prog='cgrseg', description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    seen = set()
+    for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        if module in seen:
+            continue
+        seen.add(module)
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(only=command)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CLIError as err:
+        print(f'cgrseg {args.command}: error: {err}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
