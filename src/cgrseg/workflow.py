@@ -1,0 +1,159 @@
+"""params.yaml -> the arguments and resources of the Snakemake rules (workflow/rules/*.smk).
+
+The rules stay one-line ``cgrseg`` calls; every decision that depends on the profile
+(demo/paper), the data sources (synthetic/real) or the dataset is made here, where it is tested.
+"""
+import os
+import shlex
+import sys
+from pathlib import Path
+
+# Used when params.yaml has no `configs` mapping (dataset -> pattern with {variant}).
+DEFAULT_CONFIGS = {
+    'ade20k': 'configs/cgrseg/cgrseg-{variant}_ade20k_160k.py',
+    'coco_stuff10k': 'configs/cgrseg/cgrseg-{variant}_coco-stuff10k_80k.py',
+    'pascal_context': 'configs/cgrseg/cgrseg-{variant}_pascal-context-59_80k.py',
+}
+
+# EfficientFormerV2 backbone of each variant (configs/_base_/models/cgrseg-{variant}.py), whose
+# ImageNet weights `cgrseg pretrained ARCH` writes to checkpoints/efficientformerv2_{arch}.pth.
+BACKBONES = {'t': 's1', 'b': 's2', 'l': 'l'}
+PRETRAINED = 'checkpoints/efficientformerv2_{arch}.pth'
+
+
+class ConfigError(ValueError):
+    """params.yaml (or a --config override) is inconsistent."""
+
+
+def profile(config):
+    """The schedule block of the selected profile (params.yaml `profiles[profile]`)."""
+    name = config.get('profile')
+    profiles = config.get('profiles', {})
+    if name not in profiles:
+        raise ConfigError(f'params.yaml: profile {name!r} is not one of {sorted(profiles)}')
+    return profiles[name]
+
+
+def check(config):
+    """Fail early, with the offending key named, on values the rules cannot use."""
+    profile(config)
+    if config.get('sources') not in ('synthetic', 'real'):
+        raise ConfigError(f"params.yaml: sources must be 'synthetic' or 'real', not {config.get('sources')!r}")
+    unknown = set(config.get('datasets', [])) - set(config.get('configs', DEFAULT_CONFIGS))
+    if unknown:
+        raise ConfigError(f'params.yaml: no config pattern for datasets {sorted(unknown)}')
+    bad = set(map(str, config.get('variants', []))) - {'t', 'b', 'l'}
+    if bad:
+        raise ConfigError(f'params.yaml: unknown variants {sorted(bad)} (expected t, b, l)')
+
+
+def is_demo(config):
+    """True when results must never be compared with the paper: synthetic data or a shortened schedule."""
+    sched = profile(config)
+    shortened = any(sched.get(key) is not None for key in ('iters', 'crop', 'samples_per_gpu'))
+    return config['sources'] == 'synthetic' or shortened
+
+
+def model_config(config, variant, dataset):
+    patterns = config.get('configs') or DEFAULT_CONFIGS
+    return patterns[dataset].format(variant=variant)
+
+
+def _flags(pairs):
+    """'--name value' for every pair whose value is not None, shell-quoted."""
+    return ' '.join(f'{name} {shlex.quote(str(value))}' for name, value in pairs if value is not None)
+
+
+def synth_args(config):
+    return _flags([('--images', config.get('synth_images')), ('--seed', config.get('seed'))])
+
+
+def download_args(config, dataset):
+    """Where `cgrseg download` takes the archives from."""
+    if config['sources'] == 'synthetic':
+        return _flags([('--sources', synthetic_sources(config, dataset))])
+    return _flags([('--from-dir', config.get('archive_dir'))])
+
+
+def synthetic_sources(config, dataset):
+    return f"{config['data_root']}/synthetic/{dataset}/sources.yaml"
+
+
+def download_inputs(config, dataset):
+    """The synthetic sources file when the data are synthetic; nothing for the official archives."""
+    return [synthetic_sources(config, dataset)] if config['sources'] == 'synthetic' else []
+
+
+def pretrained_inputs(config, variant):
+    """The backbone's ImageNet weights when the profile trains from them; nothing otherwise."""
+    if not profile(config).get('pretrained', True):
+        return []
+    return [PRETRAINED.format(arch=BACKBONES[variant])]
+
+
+def train_args(config):
+    sched = profile(config)
+    args = _flags([
+        ('--gpus', sched.get('gpus')),
+        ('--iters', sched.get('iters')),
+        ('--crop', sched.get('crop')),
+        ('--samples-per-gpu', sched.get('samples_per_gpu')),
+        ('--seed', config.get('seed')),
+    ])
+    return args if sched.get('pretrained', True) else f'{args} --no-pretrained'
+
+
+def evaluate_args(config, dataset):
+    args = []
+    if dataset in config.get('aug_test', []):
+        args.append('--aug-test')
+    if is_demo(config):
+        args.append('--demo')
+    return ' '.join(args)
+
+
+def throughput_args(config, dataset):
+    """Paper resolution, or the demo's crop when the profile shortens the schedule (CPU in minutes)."""
+    sched = profile(config)
+    height, width = config['measure_shape'][dataset]
+    if sched.get('crop') is not None:
+        height = width = sched['crop']
+    return _flags([('--repeats', sched.get('throughput_repeats'))]) + f' --shape {height} {width}'
+
+
+def flops_shape(config, dataset):
+    height, width = config['measure_shape'][dataset]
+    return f'{height} {width}'
+
+
+def gpus(config):
+    """GPUs a training job asks the scheduler for: the profile's count, at least one."""
+    return max(1, int(profile(config).get('gpus') or 0))
+
+
+def _rule_entry(config, rule):
+    table = config.get('resources', {}).get(config['profile'], {})
+    entry = dict(table.get('default', {}))
+    entry.update(table.get(rule, {}))
+    return entry
+
+
+def threads(config, rule):
+    return int(_rule_entry(config, rule).get('threads', 1))
+
+
+def resources(config, rule):
+    """Snakemake resources of a rule other than threads (mem_mb, runtime in minutes)."""
+    entry = _rule_entry(config, rule)
+    entry.pop('threads', None)
+    return entry
+
+
+def put_interpreter_on_path():
+    """Let rules call `cgrseg` when Snakemake was started as .venv/bin/snakemake without activating
+    the venv: the console script sits next to the interpreter running Snakemake (also on SLURM
+    nodes, where the job step re-runs that interpreter)."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get('PATH', '')
+    if bindir not in path.split(os.pathsep):
+        os.environ['PATH'] = os.pathsep.join([bindir, path]) if path else bindir

@@ -1,0 +1,50 @@
+# Data: synthetic archives (demo) or the official ones -> download -> mmseg layout under {DATA}/prepared.
+# Downloads run where Snakemake runs (login node on a cluster): compute nodes often have no internet.
+localrules:
+    synth,
+    download,
+
+
+rule synth:
+    output:
+        wf.synthetic_sources(config, "{dataset}"),
+    params:
+        out=f"{DATA}/synthetic/{{dataset}}",
+        args=wf.synth_args(config),
+    log:
+        f"{LOGS}/synth/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/synth/{{dataset}}.tsv"
+    shell:
+        "cgrseg synth {wildcards.dataset} --out {params.out} {params.args} > {log} 2>&1"
+
+
+rule download:
+    input:
+        lambda w: wf.download_inputs(config, w.dataset),
+    output:
+        directory(f"{DATA}/raw/{{dataset}}"),
+    params:
+        args=lambda w: wf.download_args(config, w.dataset),
+    log:
+        f"{LOGS}/download/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/download/{{dataset}}.tsv"
+    shell:
+        "cgrseg download {wildcards.dataset} --dest {output} {params.args} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        rules.download.output,
+    output:
+        f"{PREPARED}/{{dataset}}.manifest.json",
+    threads: wf.threads(config, "prepare")
+    resources:
+        **wf.resources(config, "prepare"),
+    log:
+        f"{LOGS}/prepare/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/prepare/{{dataset}}.tsv"
+    shell:
+        "cgrseg prepare {wildcards.dataset} --raw {input} --out {PREPARED} > {log} 2>&1"
