@@ -56,4 +56,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    # run through the package module so CLIError raised by subcommands is this same class
+    from cgrseg.cli import main as package_main
+    sys.exit(package_main())

@@ -1,0 +1,1 @@
+"""Measurements of a model: parameters, FLOPs (two conventions) and throughput."""

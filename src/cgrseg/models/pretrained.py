@@ -1,0 +1,154 @@
+"""ImageNet-pretrained EfficientFormerV2 weights for the CGRSeg backbones.
+
+Sources: timm's copies on the Hugging Face hub (``timm/efficientformerv2_{arch}.snap_dist_in1k``)
+or a local file, either timm's (``model.safetensors`` / ``.pth``) or the authors' original
+``eformer_{arch}_450.pth``. Keys are converted to our backbone's names, shapes are checked against
+the backbone, and the result is saved with the sha256 of its source.
+
+As in the official training, the segmentation bias tables (``attention_biases_seg``) are not in
+ImageNet checkpoints and start from zero; the ImageNet tables land in the legacy buffers.
+"""
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+
+from cgrseg.cli import CLIError
+from cgrseg.io import atomic_path, write_json
+
+HUB_REPO = 'timm/efficientformerv2_{arch}.snap_dist_in1k'
+ARCH_NAMES = ('s0', 's1', 's2', 'l')
+DEFAULT_OUT = 'checkpoints/efficientformerv2_{arch}.pth'
+CLASSIFIER = ('norm.', 'head.', 'dist_head.', 'head_dist.')
+
+# timm name -> official name, applied in order to keys inside one block / downsample layer
+_TIMM_LEAF = [
+    (r'mlp\.fc1\.conv\.', 'mlp.fc1.'), (r'mlp\.fc1\.bn\.', 'mlp.norm1.'),
+    (r'mlp\.mid\.conv\.', 'mlp.mid.'), (r'mlp\.mid\.bn\.', 'mlp.mid_norm.'),
+    (r'mlp\.fc2\.conv\.', 'mlp.fc2.'), (r'mlp\.fc2\.bn\.', 'mlp.norm2.'),
+    (r'^ls1\.gamma$', 'layer_scale_1'), (r'^ls2\.gamma$', 'layer_scale_2'),
+    (r'\.q\.local\.', '.q.local.0.'),
+    (r'\.q\.proj\.conv\.', '.q.proj.0.'), (r'\.q\.proj\.bn\.', '.q.proj.1.'),
+    (r'\.proj\.conv\.', '.proj.1.'), (r'\.proj\.bn\.', '.proj.2.'),
+    (r'\.conv\.', '.0.'), (r'\.bn\.', '.1.'),
+]
+
+
+def _timm_block_key(rest):
+    for pattern, repl in _TIMM_LEAF:
+        rest = re.sub(pattern, repl, rest)
+    return rest
+
+
+def _timm_downsample_key(stage, rest):
+    if rest.startswith('attn.'):
+        return f'network.{2 * stage - 1}.{_timm_block_key(rest)}'
+    asub = stage == 3
+    rest = rest.replace('conv.conv.', 'conv.' if asub else 'proj.').replace('conv.bn.', 'bn.' if asub else 'norm.')
+    return f'network.{2 * stage - 1}.{rest}'
+
+
+def timm_to_official(key):
+    """Map one timm EfficientFormerV2 key to the official/our name (None for the classifier)."""
+    if key.startswith(CLASSIFIER):
+        return None
+    m = re.match(r'stem\.conv([12])\.(conv|bn)\.(.*)', key)
+    if m:
+        index = {('1', 'conv'): 0, ('1', 'bn'): 1, ('2', 'conv'): 3, ('2', 'bn'): 4}[m.group(1), m.group(2)]
+        return f'patch_embed.{index}.{m.group(3)}'
+    m = re.match(r'stages\.(\d)\.blocks\.(\d+)\.(.*)', key)
+    if m:
+        return f'network.{2 * int(m.group(1))}.{m.group(2)}.{_timm_block_key(m.group(3))}'
+    m = re.match(r'stages\.(\d)\.downsample\.(.*)', key)
+    if m:
+        return _timm_downsample_key(int(m.group(1)), m.group(2))
+    raise KeyError(key)
+
+
+def convert_state_dict(state_dict, arch):
+    """Convert a timm or original ImageNet state dict to our backbone's keys, checking every shape."""
+    from .efficientformer_v2 import EfficientFormerV2
+    target = EfficientFormerV2(arch=arch).state_dict()
+    is_timm = any(k.startswith('stem.') for k in state_dict)
+    out = {}
+    for key, value in state_dict.items():
+        new = timm_to_official(key) if is_timm else (None if key.startswith(CLASSIFIER) else key)
+        if new is None:
+            continue
+        if new not in target:
+            raise CLIError(f'unexpected key {key!r} (as {new!r}) for EfficientFormerV2-{arch.upper()}')
+        if new.startswith('network.') and 'layer_scale' in new:
+            value = value.reshape(target[new].shape)
+        if tuple(value.shape) != tuple(target[new].shape):
+            raise CLIError(f'{key}: shape {tuple(value.shape)} does not fit EfficientFormerV2-{arch.upper()} '
+                           f'{new} {tuple(target[new].shape)}: wrong architecture?')
+        out[new] = value
+    needed = {k for k in target if not re.search(r'attention_bias(es_seg|_idxs)', k)}
+    missing = sorted(needed - set(out))
+    if missing:
+        raise CLIError(f'checkpoint lacks {len(missing)} backbone tensors of EfficientFormerV2-{arch.upper()}, '
+                       f'e.g. {missing[0]}')
+    return out
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_any(path):
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f'{path}: file not found')
+    try:
+        if path.suffix == '.safetensors':
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        ckpt = torch.load(str(path), map_location='cpu', weights_only=False)
+    except Exception as err:
+        raise CLIError(f'{path}: cannot read checkpoint: {err}') from err
+    for key in ('state_dict', 'model', 'state_dict_ema'):
+        if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
+            return ckpt[key]
+    return ckpt
+
+
+def download(arch):
+    """Fetch timm's safetensors from the Hugging Face hub (cached by huggingface_hub)."""
+    repo = HUB_REPO.format(arch=arch)
+    try:
+        from huggingface_hub import hf_hub_download
+        return Path(hf_hub_download(repo_id=repo, filename='model.safetensors'))
+    except Exception as err:
+        raise CLIError(f'cannot download {repo} from the Hugging Face hub ({type(err).__name__}: '
+                       f'{str(err).splitlines()[0] if str(err) else ""}); offline? download it elsewhere '
+                       f'and pass --from FILE (timm model.safetensors or the original eformer_{arch}_450.pth)') from err
+
+
+def prepare_pretrained(arch, out=None, source=None):
+    """Write ``out`` (default ``checkpoints/efficientformerv2_{arch}.pth``) and ``out.json`` with sha256s."""
+    if arch not in ARCH_NAMES:
+        raise CLIError(f'unknown arch {arch!r}; one of {", ".join(ARCH_NAMES)}')
+    src = Path(source) if source else download(arch)
+    state = convert_state_dict(load_any(src), arch)
+    out = Path(out or DEFAULT_OUT.format(arch=arch))
+    with atomic_path(out) as tmp:
+        torch.save({'state_dict': state, 'meta': {'arch': arch, 'source': str(src)}}, tmp)
+    record = {'arch': arch, 'source': str(src), 'source_sha256': sha256(src),
+              'hub_repo': None if source else HUB_REPO.format(arch=arch),
+              'checkpoint': str(out), 'checkpoint_sha256': sha256(out), 'tensors': len(state)}
+    write_json(out.with_suffix('.json'), record)
+    return record
+
+
+def add_parser(sub):
+    p = sub.add_parser('pretrained', help='fetch + convert ImageNet EfficientFormerV2 weights for a backbone',
+                       description=__doc__.split('\n\n')[0])
+    p.add_argument('arch', help='backbone: s1 (CGRSeg-T), s2 (CGRSeg-B), l (CGRSeg-L), or s0')
+    p.add_argument('--from', dest='source', help='local checkpoint instead of downloading from the hub')
+    p.add_argument('--out', help='output .pth (default checkpoints/efficientformerv2_{arch}.pth)')
+    p.set_defaults(func=lambda a: print(prepare_pretrained(a.arch, a.out, a.source)))
