@@ -108,7 +108,7 @@ def load_any(path):
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file
             return load_file(str(path))
-        ckpt = torch.load(str(path), map_location='cpu', weights_only=False)
+        ckpt = torch.load(str(path), map_location='cpu')
     except Exception as err:
         raise CLIError(f'{path}: cannot read checkpoint: {err}') from err
     for key in ('state_dict', 'model', 'state_dict_ema'):
