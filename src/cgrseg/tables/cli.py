@@ -1,0 +1,145 @@
+"""``cgrseg collect | tables | diff | figure``: the last steps of the pipeline, shared by DVC and
+Snakemake. Every command reads files and writes its outputs atomically (nothing partial is left
+behind on an error). See docs/tables.md.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from cgrseg.cli import CLIError
+from cgrseg.io import atomic_dir, atomic_path, write_json
+
+PAPER = 'configs/paper/results.yaml'
+METRICS = 'results/metrics.json'
+
+
+def add_parser(subparsers):
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        'collect', formatter_class=fmt, help='gather all result files into one metrics document',
+        description='Read results/runs/{dataset}/cgrseg-{v}/metrics.json and\n'
+        'results/measure/{dataset}/cgrseg-{v}.{flops,throughput}.json for every dataset and\n'
+        'variant in params.yaml; write one flat JSON document with keys like\n'
+        '"ade20k.cgrseg-t.mIoU" (a DVC metrics file). A missing result file adds no keys\n'
+        '(the cell shows as pending); a malformed one is an error.')
+    p.add_argument('--params', default='params.yaml', help='default: %(default)s')
+    p.add_argument('--results', default='results', help='results root (default: %(default)s)')
+    p.add_argument('--out', default=METRICS, help='default: %(default)s')
+    p.set_defaults(func=run_collect)
+
+    p = subparsers.add_parser(
+        'tables', formatter_class=fmt, help="regenerate the paper's tables (md, csv, tex)",
+        description="Write {out}/{ade20k,coco_stuff10k,pascal_context}.{md,csv,tex}: the paper's\n"
+        'rows (T, B, L) and columns, each regenerated value next to its paper value. GFLOPs\n'
+        'are shown at the resolution they were counted at (params.yaml measure_shape:\n'
+        '512x512, Pascal Context 480x480), in the conv/linear multiply-accumulate convention.')
+    _common(p)
+    p.add_argument('--out', default='results/tables',
+                   help='output directory (default: %(default)s)')
+    p.add_argument('--formats', nargs='+', choices=('md', 'csv', 'tex'),
+                   help='default: params.yaml tables.formats if --params is given, else all')
+    p.add_argument('--params', help='read tables.formats from this params.yaml')
+    p.set_defaults(func=run_tables)
+
+    p = subparsers.add_parser(
+        'diff', formatter_class=fmt, help='paper vs regenerated, cell by cell',
+        description='Write {out}.md and {out}.json: for every paper cell the regenerated value,\n'
+        'delta, tolerance and verdict (ok / OUTSIDE for comparable cells; otherwise why not:\n'
+        'pending, demo, other device, other protocol, no paper value).\n\n'
+        'Exit status: 0; 1 with --strict (or tables.strict: true in --params) when a\n'
+        'comparable cell is outside tolerance (the files are still written); 2 on bad input.')
+    _common(p)
+    p.add_argument('--out', default='results/diff', help='output prefix (default: %(default)s)')
+    p.add_argument('--strict', action='store_true',
+                   help='exit 1 if any comparable cell is outside tolerance (for CI)')
+    p.add_argument('--params', help='read tables.strict from this params.yaml')
+    p.set_defaults(func=run_diff)
+
+    p = subparsers.add_parser(
+        'figure', formatter_class=fmt, help='mIoU vs GFLOPs per dataset (PNG + PDF)',
+        description='Write {out}.png and {out}.pdf: per dataset, mIoU against GFLOPs for the\n'
+        "paper's points and the regenerated ones (demo runs drawn hollow and labelled).")
+    _common(p)
+    p.add_argument('--out', default='results/figures/miou_vs_gflops',
+                   help='output prefix (default: %(default)s)')
+    p.set_defaults(func=run_figure)
+
+
+def _common(p):
+    p.add_argument('--metrics', default=METRICS,
+                   help='cgrseg collect output (default: %(default)s)')
+    p.add_argument('--paper', default=PAPER, help='published numbers (default: %(default)s)')
+    p.add_argument('--results', default='results',
+                   help='results root, named in "pending" reasons (default: %(default)s)')
+
+
+def _judged(args):
+    from cgrseg.tables.collect import load_metrics
+    from cgrseg.tables.judge import judge_all
+    from cgrseg.tables.paper import load_paper
+
+    paper = load_paper(args.paper)
+    return paper, judge_all(paper, load_metrics(args.metrics), args.results)
+
+
+def _table_params(path):
+    from cgrseg.tables.paper import load_yaml
+
+    tables = load_yaml(path, 'params').get('tables') or {}
+    if not isinstance(tables, dict):
+        raise CLIError(f'{path}: "tables" must be a mapping')
+    return tables
+
+
+def run_collect(args):
+    from cgrseg.tables.collect import collect, load_params
+
+    metrics = collect(load_params(args.params), args.results)
+    write_json(args.out, metrics)
+    print(f'{args.out}: {len(metrics)} values')
+
+
+def run_tables(args):
+    from cgrseg.tables.render import FORMATS, write_tables
+
+    formats = args.formats
+    if formats is None and args.params:
+        formats = _table_params(args.params).get('formats')
+        if not isinstance(formats, list) or not set(formats) <= set(FORMATS) or not formats:
+            raise CLIError(f'{args.params}: tables.formats must be a list drawn from '
+                           f'{", ".join(FORMATS)}')
+    paper, cells = _judged(args)
+    with atomic_dir(args.out) as tmp:
+        write_tables(Path(tmp), paper, cells, formats or FORMATS)
+    print(f'{args.out}: {len(paper["tables"])} tables ({", ".join(formats or FORMATS)})')
+
+
+def run_diff(args):
+    from cgrseg.tables.diff import diff_json_text, diff_markdown
+    from cgrseg.tables.judge import OUTSIDE, summarize, summary_line
+
+    strict = args.strict or (bool(_table_params(args.params).get('strict'))
+                             if args.params else False)
+    paper, cells = _judged(args)
+    md, js = Path(f'{args.out}.md'), Path(f'{args.out}.json')
+    with atomic_path(md) as tmp_md, atomic_path(js) as tmp_js:
+        tmp_md.write_text(diff_markdown(paper, cells))
+        tmp_js.write_text(diff_json_text(paper, cells))
+    summary = summarize(cells)
+    print(f'{md}: {summary_line(summary)}')
+    if strict and summary[OUTSIDE]:
+        print(f'cgrseg diff: {summary[OUTSIDE]} comparable cell(s) outside tolerance '
+              f'(strict; see {md})', file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_figure(args):
+    from cgrseg.tables.figure import draw, save
+
+    paper, cells = _judged(args)
+    png, pdf = Path(f'{args.out}.png'), Path(f'{args.out}.pdf')
+    fig = draw(paper, cells)
+    with atomic_path(png) as tmp_png, atomic_path(pdf) as tmp_pdf:
+        save(fig, tmp_png, tmp_pdf)
+    print(f'{png}, {pdf}')
