@@ -1,0 +1,134 @@
+"""The data file (configs/data/sources.yaml): archives, checksums and expected counts per dataset."""
+import contextlib
+import fcntl
+import hashlib
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+from ..cli import CLIError
+from ..io import write_text
+from . import DATASETS
+
+DEFAULT = Path('configs', 'data', 'sources.yaml')
+ALGORITHMS = {'md5': 32, 'sha1': 40, 'sha256': 64}   # name -> hex length
+SCHEMES = ('http', 'https', 'file')
+CHUNK = 1 << 20
+
+HEADER = ('# Written by `cgrseg synth`: synthetic archives in the official formats (schema: '
+          'configs/data/sources.yaml).\n')
+
+
+def default_path():
+    """configs/data/sources.yaml under the current directory, else under the repository that holds
+    this (editable-installed) package."""
+    candidates = [Path.cwd() / DEFAULT, Path(__file__).resolve().parents[3] / DEFAULT]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CLIError(f'no data file at {candidates[0]} or {candidates[1]}; pass --sources FILE')
+
+
+def load(path=None):
+    """The validated document of the data file at ``path`` (default: :func:`default_path`)."""
+    path = Path(path) if path else default_path()
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise CLIError(f'{path}: cannot read: {err.strerror}') from None
+    except yaml.YAMLError as err:
+        raise CLIError(f'{path}: not valid YAML ({str(err).splitlines()[0]})') from None
+    _check_document(doc, path)
+    return doc
+
+
+def dataset_entry(doc, dataset, path='data file'):
+    try:
+        return doc['datasets'][dataset]
+    except KeyError:
+        raise CLIError(f'{path}: no entry for dataset {dataset!r}') from None
+
+
+def parse_checksum(text):
+    """``"sha1:<hex>"`` -> ``("sha1", "<hex>")``; None stays None."""
+    if text is None:
+        return None
+    algo, _, digest = str(text).partition(':')
+    if ALGORITHMS.get(algo) != len(digest) or not re.fullmatch('[0-9a-f]+', digest):
+        raise ValueError(f'checksum {text!r} is not "<md5|sha1|sha256>:<lowercase hex>"')
+    return algo, digest
+
+
+def file_digests(path, algorithms):
+    """Hex digests of the file at ``path`` for each algorithm name, in one pass."""
+    hashes = {name: hashlib.new(name) for name in set(algorithms)}
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(CHUNK), b''):
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def _check_document(doc, path):
+    if not isinstance(doc, dict) or not isinstance(doc.get('datasets'), dict):
+        raise CLIError(f'{path}: expected a mapping with a "datasets" mapping')
+    for name, entry in doc['datasets'].items():
+        problem = _entry_problem(name, entry)
+        if problem:
+            raise CLIError(f'{path}: datasets.{name}: {problem}')
+
+
+def _entry_problem(name, entry):
+    if name not in DATASETS:
+        return f'unknown dataset (known: {", ".join(DATASETS)})'
+    if not isinstance(entry, dict) or not isinstance(entry.get('archives'), list) \
+            or not entry['archives']:
+        return 'needs a non-empty "archives" list'
+    for archive in entry['archives']:
+        problem = _archive_problem(archive)
+        if problem:
+            return problem
+    counts = entry.get('counts')
+    if not isinstance(counts, dict) or sorted(counts) != ['train', 'val'] \
+            or not all(isinstance(n, int) and n > 0 for n in counts.values()):
+        return '"counts" must be {train: N, val: N} with positive integers'
+    return None
+
+
+def _archive_problem(archive):
+    if not isinstance(archive, dict) or not {'name', 'url', 'checksum'} <= set(archive):
+        return 'each archive needs name, url and checksum (null if unpublished)'
+    name = archive['name']
+    if not isinstance(name, str) or not name or '/' in name or name.startswith('.'):
+        return f'archive name {name!r} must be a plain file name'
+    if urlparse(str(archive['url'])).scheme not in SCHEMES:
+        return f'{name}: url {archive["url"]!r} must be http://, https:// or file://'
+    try:
+        parse_checksum(archive['checksum'])
+    except ValueError as err:
+        return f'{name}: {err}'
+    return None
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Serialise writers of ``path`` (several `cgrseg synth` may share one output folder)."""
+    lock = path.with_name(f'.{path.name}.lock')
+    with open(lock, 'w') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def write_entry(path, dataset, entry):
+    """Set ``datasets[dataset]`` of the data file at ``path`` (created if absent), keeping the rest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        doc = {'version': 1, 'datasets': {}}
+        if path.exists():
+            doc = load(path)
+        doc['datasets'][dataset] = entry
+        _check_document(doc, path)
+        write_text(path, HEADER + yaml.safe_dump(doc, sort_keys=False))
