@@ -1,0 +1,188 @@
+"""``cgrseg download``: fetch a dataset's archives, resumably, and verify them before they get
+their final names.
+
+Each archive streams into ``DEST/<name>.part``; an interrupted transfer is resumed with an HTTP
+Range request (or a seek for file:// URLs) on the next attempt or the next run. Only an archive
+whose checksum matches is renamed to ``DEST/<name>``; a mismatching ``.part`` is deleted.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+from ..cli import CLIError
+from . import sources as src
+
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class TransferError(Exception):
+    """A transfer failed in a way worth retrying (connection lost, short body, 5xx)."""
+
+
+def plan(archives, urls=(), from_dir=None):
+    """[(archive entry, URL to fetch it from)], applying ``--url`` and ``--from-dir`` overrides.
+
+    A ``--url`` value is ``NAME=URL`` (one archive), a URL ending in ``/`` (a mirror folder: every
+    archive is ``URL + name``), or a plain URL (only when the dataset has a single archive).
+    """
+    chosen = {a['name']: a['url'] for a in archives}
+    if from_dir is not None:
+        chosen = {name: Path(from_dir).resolve().joinpath(name).as_uri() for name in chosen}
+    for value in urls:
+        name, sep, rest = value.partition('=')
+        if sep and name in chosen:
+            chosen[name] = rest
+        elif value.endswith('/'):
+            chosen = {name: value + name for name in chosen}
+        elif len(chosen) == 1:
+            chosen = {name: value for name in chosen}
+        else:
+            raise CLIError(f'--url {value}: this dataset has several archives '
+                           f'({", ".join(chosen)}); use --url NAME=URL or a folder URL ending in /')
+    for name, url in chosen.items():
+        if urlparse(url).scheme not in src.SCHEMES:
+            raise CLIError(f'{name}: URL {url!r} must be http://, https:// or file://')
+    return [(a, chosen[a['name']]) for a in archives]
+
+
+def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60):
+    """Download one archive into ``dest`` and verify it; returns its final path."""
+    dest = Path(dest)
+    final = dest / archive['name']
+    if final.exists():
+        _verify(final, archive, dest, existing=True)
+        print(f'{final}: present, checksum verified', file=sys.stderr)
+        return final
+    dest.mkdir(parents=True, exist_ok=True)
+    part = dest / f'{archive["name"]}.part'
+    for attempt in range(retries + 1):
+        try:
+            _transfer(url, part, timeout)
+            break
+        except TransferError as err:
+            if attempt == retries:
+                raise CLIError(f'{url}: {err}; gave up after {retries + 1} attempt(s) '
+                               f'({part} is kept: run again to resume)') from None
+            print(f'{url}: {err}; retrying', file=sys.stderr)
+            time.sleep(retry_wait * 2 ** attempt)
+    try:
+        _verify(part, archive, dest)
+    except CLIError:
+        part.unlink()
+        raise
+    os.replace(part, final)
+    return final
+
+
+def _verify(path, archive, dest, existing=False):
+    """Check ``path`` against the pinned checksum, or against (else into) DEST/<name>.sha256."""
+    pinned = src.parse_checksum(archive['checksum'])
+    record = dest / f'{archive["name"]}.sha256'
+    algorithms = {'sha256'} | ({pinned[0]} if pinned else set())
+    actual = src.file_digests(path, algorithms)
+    if pinned is None and record.exists():
+        pinned = ('sha256', record.read_text().split()[0])
+        archive = dict(archive, checksum=f'sha256:{pinned[1]}  (recorded in {record})')
+    if pinned and actual[pinned[0]] != pinned[1]:
+        advice = f'; delete {path} to download it again' if existing else ''
+        raise CLIError(f'{path.name}: checksum mismatch: expected {archive["checksum"]}, '
+                       f'got {pinned[0]}:{actual[pinned[0]]}{advice}')
+    if pinned is None:
+        record.write_text(f'{actual["sha256"]}  {archive["name"]}\n')
+        print(f'{archive["name"]}: no published checksum; recorded sha256 in {record}. Pin it in the '
+              f'data file: checksum: sha256:{actual["sha256"]}', file=sys.stderr)
+
+
+def _transfer(url, part, timeout):
+    if urlparse(url).scheme == 'file':
+        _copy_file(Path(unquote(urlparse(url).path)), part)
+    else:
+        _http_get(url, part, timeout)
+
+
+def _copy_file(source, part):
+    if not source.is_file():
+        raise CLIError(f'{source}: no such file')
+    total = source.stat().st_size
+    offset = part.stat().st_size if part.exists() else 0
+    offset = offset if offset <= total else 0
+    with open(source, 'rb') as fin, open(part, 'ab' if offset else 'wb') as fout, \
+            _progress(part.name, total, offset) as bar:
+        fin.seek(offset)
+        for block in iter(lambda: fin.read(src.CHUNK), b''):
+            fout.write(block)
+            bar.update(len(block))
+
+
+def _http_get(url, part, timeout):
+    offset = part.stat().st_size if part.exists() else 0
+    # identity: Range offsets and Content-Length must count the bytes we store
+    headers = {'Accept-Encoding': 'identity'}
+    if offset:
+        headers['Range'] = f'bytes={offset}-'
+    total, broken = None, ''
+    try:
+        with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
+            if response.status_code == 416 and offset:
+                return _check_complete(response, part, offset)
+            _raise_for_status(url, response)
+            if response.status_code != 206 or not _resumes_at(response, offset):
+                offset = 0   # the server sent the whole file
+            length = response.headers.get('Content-Length')
+            total = offset + int(length) if length is not None else None
+            with open(part, 'ab' if offset else 'wb') as f, \
+                    _progress(part.name, total, offset) as bar:
+                for block in _blocks(response):
+                    f.write(block)
+                    bar.update(len(block))
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError) as err:
+        broken = f' ({type(err).__name__})'
+        if total is None:
+            raise TransferError(f'transfer failed{broken}') from None
+    size = part.stat().st_size
+    if broken or size != total:
+        raise TransferError(f'connection closed after {size} of {total} bytes{broken}')
+    return None
+
+
+def _blocks(response):
+    """The body as it arrives, so that bytes received before a broken connection are kept."""
+    if not hasattr(response.raw, 'read1'):   # urllib3 < 2
+        yield from response.iter_content(1 << 16)
+        return
+    while True:
+        block = response.raw.read1(src.CHUNK)
+        if not block:
+            return
+        yield block
+
+
+def _raise_for_status(url, response):
+    if response.status_code in RETRY_STATUS:
+        raise TransferError(f'HTTP {response.status_code} {response.reason}')
+    if response.status_code >= 400:
+        raise CLIError(f'{url}: HTTP {response.status_code} {response.reason}')
+
+
+def _resumes_at(response, offset):
+    return response.headers.get('Content-Range', '').startswith(f'bytes {offset}-')
+
+
+def _check_complete(response, part, offset):
+    """416 on resume: the .part is already whole if the server's size equals it."""
+    if response.headers.get('Content-Range', '') == f'bytes */{offset}':
+        return
+    part.unlink()
+    raise TransferError('server refused to resume; starting over')
+
+
+def _progress(name, total, initial):
+    return tqdm(total=total, initial=initial, desc=name, unit='B', unit_scale=True,
+                unit_divisor=1024, disable=None, file=sys.stderr)

@@ -1,0 +1,127 @@
+"""Shared pytest fixtures (generic: add your own below, keep them independent of one another)."""
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from cgrseg import cli
+
+
+class CliResult:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def error_lines(self):
+        return [line for line in self.err.splitlines() if ': error: ' in line]
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli('prepare', 'ade20k', ...)`` -> CliResult(code, stdout, stderr) of cgrseg in-process."""
+    def run(*argv):
+        capsys.readouterr()
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+    return run
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        server = self.server
+        server.log.append({'path': self.path, 'range': self.headers.get('Range')})
+        if server.statuses:
+            return self._error(server.statuses.pop(0))
+        path = server.root / unquote(self.path.lstrip('/'))
+        if not path.is_file():
+            return self._error(404)
+        data = path.read_bytes()
+        start = self._range_start() if server.honour_range else 0
+        if start >= len(data) > 0:
+            self.send_response(416)
+            self.send_header('Content-Range', f'bytes */{len(data)}')
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return None
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Accept-Ranges', 'bytes')
+        if start:
+            self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
+        self.end_headers()
+        cut = server.cuts.pop(0) if server.cuts else None
+        if cut is None:
+            self.wfile.write(body)
+        else:   # announce the full length, send part of it, hang up
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+        return None
+
+    def _range_start(self):
+        value = self.headers.get('Range', '')
+        return int(value[len('bytes='):].split('-')[0]) if value.startswith('bytes=') else 0
+
+    def _error(self, status):
+        self.send_response(status)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path_factory):
+    """A file server on 127.0.0.1 over ``server.root`` (default: a fresh folder) with faults to inject:
+
+    - ``server.cuts``: per response, send only this many body bytes then drop the connection
+      (``None`` entries send everything);
+    - ``server.statuses``: per request, answer with this HTTP status instead;
+    - ``server.honour_range = False``: ignore Range requests (always 200 with the whole file);
+    - ``server.log``: the requests seen ({'path', 'range'}); ``server.url``: base URL ending in /.
+    """
+    server = ThreadingHTTPServer(('127.0.0.1', 0), _FileHandler)
+    server.root = tmp_path_factory.mktemp('served')
+    server.cuts, server.statuses, server.log, server.honour_range = [], [], [], True
+    server.url = f'http://127.0.0.1:{server.server_address[1]}/'
+    thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope='session')
+def synth_archives(tmp_path_factory):
+    """Synthetic archives of every dataset (cgrseg synth, default size and seed) in one folder, with
+    its sources.yaml; made once per session -- copy before modifying."""
+    from cgrseg.data import DATASETS
+    from cgrseg.data.synth import synthesize
+    folder = tmp_path_factory.mktemp('synth')
+    for dataset in DATASETS:
+        synthesize(dataset, folder)
+    return Path(folder)
+
+
+@pytest.fixture(scope='session')
+def prepared_datasets(synth_archives, tmp_path_factory):
+    """Root folder (the ``data/prepared`` of the configs) holding every synthetic dataset prepared
+    by cgrseg download + prepare, with ``<dataset>.manifest.json``; made once per session."""
+    from cgrseg.data import DATASETS, download, sources
+    from cgrseg.data.prepare import prepare
+    raw, out = tmp_path_factory.mktemp('raw'), tmp_path_factory.mktemp('prepared')
+    doc = sources.load(synth_archives / 'sources.yaml')
+    for dataset in DATASETS:
+        for archive, url in download.plan(doc['datasets'][dataset]['archives']):
+            download.fetch(archive, url, raw)
+        prepare(dataset, raw, out, jobs=2)
+    return Path(out)
