@@ -1,0 +1,147 @@
+"""``cgrseg prepare``: convert downloaded archives into mmseg's layout under OUT, check them, and
+write ``OUT/<dataset>.manifest.json`` last (the marker that the data is ready).
+
+The dataset folder is built next to its final place and renamed into it only when every image
+converted and every count matched; on any error nothing new is left under OUT.
+"""
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..cli import CLIError
+from ..io import atomic_dir, write_json
+from . import sources as src
+
+MANIFEST_VERSION = 1
+
+
+def module(dataset):
+    return importlib.import_module(f'cgrseg.data.{dataset}')
+
+
+def manifest_path(out, dataset):
+    return Path(out) / f'{dataset}.manifest.json'
+
+
+def prepare(dataset, raw, out, sources=None, jobs=None, force=False):
+    spec = module(dataset)
+    raw, out = Path(raw), Path(out)
+    paths = [_archive(raw, dataset, name) for name in spec.ARCHIVES]
+    archives = {p.name: _fingerprint(p) for p in paths}
+    manifest = manifest_path(out, dataset)
+    if not force and _up_to_date(manifest, out / spec.DATA_ROOT, archives):
+        print(f'{manifest}: up to date (same archives); nothing to do', file=sys.stderr)
+        return manifest
+    marker = spec.read_marker(paths)
+    expected = marker['counts'] if marker else _real_counts(dataset, sources, raw, archives)
+    with _new_dir(out / spec.DATA_ROOT) as root:
+        splits, origins, notes = spec.convert(paths, root, jobs or _cpu_count())
+        for split, count in expected.items():
+            found = len(splits.get(split, {}).get('ids', ()))
+            if found != count:
+                raise CLIError(f'{origins[split]}: {found} {split} images, expected {count}')
+        with contextlib.suppress(FileNotFoundError):
+            manifest.unlink()   # from here on the old manifest would describe new data
+    write_json(manifest, _manifest(dataset, spec, marker, archives, splits, notes))
+    return manifest
+
+
+def _archive(raw, dataset, name):
+    path = raw / name
+    if not path.is_file():
+        raise CLIError(f'{raw}: no {name} (RAW must be the folder that `cgrseg download {dataset} '
+                       '--dest RAW` filled)')
+    return path
+
+
+def _fingerprint(path):
+    digests = src.file_digests(path, src.ALGORITHMS)
+    return {'bytes': path.stat().st_size, **digests}
+
+
+def _up_to_date(manifest, root, archives):
+    try:
+        old = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    recorded = {name: a.get('sha256') for name, a in old.get('archives', {}).items()}
+    return (root.is_dir() and old.get('manifest_version') == MANIFEST_VERSION
+            and recorded == {name: a['sha256'] for name, a in archives.items()})
+
+
+def _real_counts(dataset, sources, raw, archives):
+    """Expected counts of a real dataset, after checking the archives against the data file (or,
+    where it pins no checksum, against the sha256 that `cgrseg download` recorded in RAW)."""
+    path = Path(sources) if sources else src.default_path()
+    entry = src.dataset_entry(src.load(path), dataset, path)
+    for archive in entry['archives']:
+        expected = archive['checksum']
+        record = raw / f'{archive["name"]}.sha256'
+        if expected is None and record.is_file():
+            expected = f'sha256:{record.read_text().split()[0]}'
+        pinned = src.parse_checksum(expected)
+        got = archives.get(archive['name'])
+        if pinned and got and got[pinned[0]] != pinned[1]:
+            raise CLIError(f'{archive["name"]}: checksum mismatch: expected {expected}, '
+                           f'got {pinned[0]}:{got[pinned[0]]}')
+    return entry['counts']
+
+
+@contextlib.contextmanager
+def _new_dir(root):
+    """atomic_dir(root), also removing the parent folders it created if the build fails."""
+    created = [p for p in (root.parent, *root.parent.parents) if not p.exists()]
+    try:
+        with atomic_dir(root) as tmp:
+            yield tmp
+    except BaseException:
+        for folder in created:   # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _manifest(dataset, spec, marker, archives, splits, notes):
+    return {
+        'manifest_version': MANIFEST_VERSION,
+        'dataset': dataset,
+        'synthetic': marker is not None,
+        'synthetic_marker': marker,
+        'data_root': spec.DATA_ROOT,
+        'num_classes': spec.NUM_CLASSES,
+        'reduce_zero_label': True,
+        'archives': {name: {'bytes': a['bytes'], 'sha256': a['sha256']}
+                     for name, a in archives.items()},
+        'splits': {split: _split_summary(spec, split, splits.get(split)) for split in spec.LAYOUT},
+        'notes': notes,
+    }
+
+
+def _split_summary(spec, split, entry):
+    ids = entry['ids'] if entry else []
+    hist = entry['hist'] if entry else np.zeros(256, dtype=np.int64)
+    values = [int(v) for v in np.flatnonzero(hist)]
+    return {
+        **spec.LAYOUT[split],
+        'count': len(ids),
+        # sha256 of the image ids, sorted, one per line ("\n"-terminated): for Pascal Context this
+        # is the written split file; for the others the list of images that the split contains
+        'list_sha256': hashlib.sha256(''.join(f'{i}\n' for i in ids).encode()).hexdigest(),
+        'label_values': values,                                   # as stored on disk
+        'classes_present': [v - 1 for v in values if v >= 1],     # after reduce_zero_label
+        'pixels': int(hist.sum()),
+        'ignored_pixels': int(hist[0]),
+    }
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
