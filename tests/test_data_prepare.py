@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
-from scipy.io import loadmat
+from scipy.io import loadmat, savemat
 
 ADE_ROOT = 'ade/ADEChallengeData2016'
 VOC_ROOT = 'VOCdevkit/VOC2010'
@@ -217,3 +217,11 @@ def test_real_archive_must_match_the_recorded_sha256(run_cli, synth_archives, tm
                      '--sources', sources)
     assert result.code == 2 and not (tmp_path / 'out').exists()
     assert f'expected sha256:{"0" * 64}, got sha256:' in result.error_lines[0]
+
+
+def test_coco_stuff_accepts_labels_stored_as_double():
+    from cgrseg.data.coco_stuff10k import label_field, map_labels
+    buffer = io.BytesIO()
+    savemat(buffer, {'S': np.array([[0.0, 13.0], [182.0, 11.0]])})
+    raw = label_field(buffer.getvalue(), 'x.mat')
+    assert map_labels(raw, 'x.mat').tolist() == [[0, 12], [171, 11]]

@@ -59,7 +59,7 @@ def _convert_one(task):
     archive, root = common.worker_zip(), common.worker_root()
     image = common.read_member(archive, f'images/{stem}.jpg')
     width, height = common.image_size(image, f'{archive.filename}:images/{stem}.jpg')
-    raw = _label_field(common.read_member(archive, f'annotations/{stem}.mat'), name)
+    raw = label_field(common.read_member(archive, f'annotations/{stem}.mat'), name)
     if raw.shape != (height, width):
         raise CLIError(f'{name}: S is {raw.shape[1]}x{raw.shape[0]} for a {width}x{height} image')
     labels = map_labels(raw, name)
@@ -68,7 +68,7 @@ def _convert_one(task):
     return split, stem, common.histogram(labels)
 
 
-def _label_field(data, name):
+def label_field(data, name):
     try:
         mat = loadmat(io.BytesIO(data))
     except (ValueError, TypeError, NotImplementedError, OSError) as err:
@@ -77,9 +77,12 @@ def _label_field(data, name):
         fields = ', '.join(k for k in mat if not k.startswith('__')) or 'none'
         raise CLIError(f'{name}: no label field S (fields: {fields})')
     raw = mat['S']
-    if raw.ndim != 2 or raw.dtype.kind not in 'iu':
-        raise CLIError(f'{name}: S must be a 2-D integer label map, not {raw.dtype} {raw.shape}')
-    return raw
+    # MATLAB may store labels as double: accept whole numbers of any numeric type
+    whole = raw.dtype.kind in 'iu' or (raw.dtype.kind == 'f' and np.array_equal(raw, np.round(raw)))
+    if raw.ndim != 2 or not whole:
+        raise CLIError(f'{name}: S must be a 2-D map of whole-number labels, not {raw.dtype} '
+                       f'{raw.shape}')
+    return raw.astype(np.int64)
 
 
 def map_labels(raw, name):
