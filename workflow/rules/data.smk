@@ -23,15 +23,18 @@ rule download:
     input:
         lambda w: wf.download_inputs(config, w.dataset),
     output:
-        directory(f"{DATA}/raw/{{dataset}}"),
+        # a marker, not the folder: Snakemake would delete a failed download's partial archives,
+        # which the next attempt resumes
+        touch(f"{DATA}/raw/{{dataset}}.downloaded"),
     params:
+        dest=f"{DATA}/raw/{{dataset}}",
         args=lambda w: wf.download_args(config, w.dataset),
     log:
         f"{LOGS}/download/{{dataset}}.log",
     benchmark:
         f"{BENCH}/download/{{dataset}}.tsv"
     shell:
-        "cgrseg download {wildcards.dataset} --dest {output} {params.args} > {log} 2>&1"
+        "cgrseg download {wildcards.dataset} --dest {params.dest} {params.args} > {log} 2>&1"
 
 
 rule prepare:
@@ -39,6 +42,8 @@ rule prepare:
         rules.download.output,
     output:
         f"{PREPARED}/{{dataset}}.manifest.json",
+    params:
+        raw=rules.download.params.dest,
     threads: wf.threads(config, "prepare")
     resources:
         **wf.resources(config, "prepare"),
@@ -47,4 +52,4 @@ rule prepare:
     benchmark:
         f"{BENCH}/prepare/{{dataset}}.tsv"
     shell:
-        "cgrseg prepare {wildcards.dataset} --raw {input} --out {PREPARED} > {log} 2>&1"
+        "cgrseg prepare {wildcards.dataset} --raw {params.raw} --out {PREPARED} --jobs {threads} > {log} 2>&1"
