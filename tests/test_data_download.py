@@ -1,6 +1,7 @@
 """cgrseg download against a local HTTP server (127.0.0.1) and file:// sources."""
 import hashlib
 import shutil
+import socket
 
 import pytest
 import yaml
@@ -111,6 +112,17 @@ def test_download_gives_up_on_a_server_that_always_closes_early(run_cli, served,
     assert_one_error(result, 'gave up after 3 attempt(s)')
     assert [r['range'] for r in server.log] == [None, 'bytes=1000-', 'bytes=2000-']
     assert not (tmp_path / ADE).exists()
+
+
+def test_download_unreachable_server(run_cli, served, tmp_path):
+    _, sources = served
+    with socket.socket() as sock:   # a port that nothing listens on
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    result = run_cli('download', 'ade20k', '--sources', sources, '--dest', tmp_path, '--url',
+                     f'http://127.0.0.1:{port}/{ADE}', '--retries', 1, '--retry-wait', 0)
+    assert_one_error(result, 'transfer failed (ConnectionError); gave up after 2 attempt(s)')
+    assert 'is kept' not in result.err and list(tmp_path.iterdir()) == []
 
 
 def test_download_folder_url_fetches_every_archive(run_cli, served, tmp_path):

@@ -67,8 +67,8 @@ def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60):
             break
         except TransferError as err:
             if attempt == retries:
-                raise CLIError(f'{url}: {err}; gave up after {retries + 1} attempt(s) '
-                               f'({part} is kept: run again to resume)') from None
+                kept = f' ({part} is kept: run again to resume)' if part.exists() else ''
+                raise CLIError(f'{url}: {err}; gave up after {retries + 1} attempt(s){kept}') from None
             print(f'{url}: {err}; retrying', file=sys.stderr)
             time.sleep(retry_wait * 2 ** attempt)
     try:
