@@ -1,0 +1,208 @@
+"""Loading a CGRSeg config and the rewrites ``cgrseg train`` and ``cgrseg evaluate`` apply to it.
+
+All functions take an mmcv ``Config`` and change it in place; bad input raises ``CLIError``.
+"""
+from pathlib import Path, PurePosixPath
+
+from cgrseg.cli import CLIError
+
+# The prefix our configs' data roots start with (the layout `cgrseg prepare` writes).
+DEFAULT_DATA_PREFIX = 'data/prepared'
+# The paper's "MS" test: mmseg's standard ratios with horizontal flip.
+MS_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+SPLITS = ('train', 'val', 'test')
+
+
+def _first_line(err):
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def load_config(path, options=None):
+    """``Config.fromfile`` plus ``--cfg-options``; importing the config imports cgrseg's models."""
+    from mmcv import Config
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f'{path}: no such config file')
+    try:
+        cfg = Config.fromfile(str(path))
+    except Exception as err:  # syntax errors, missing bases, failed custom_imports
+        raise CLIError(f'{path}: cannot load config: {_first_line(err)}') from err
+    if options:
+        try:
+            cfg.merge_from_dict(options)
+        except Exception as err:
+            raise CLIError(f'{path}: bad --cfg-options {options}: {_first_line(err)}') from err
+    return cfg
+
+
+def experiment(cfg, path):
+    """The ``experiment`` dict our configs carry (model, variant, dataset, paper_mode)."""
+    exp = cfg.get('experiment')
+    keys = ('model', 'variant', 'dataset', 'paper_mode')
+    if exp is None or any(k not in exp for k in keys):
+        raise CLIError(f'{path}: config has no experiment=dict({", ".join(keys)}) entry')
+    return dict(exp)
+
+
+def _leaves(node):
+    """Dataset dicts under ``node``, looking through wrappers (RepeatDataset, concatenation)."""
+    if node is None:
+        return
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _leaves(item)
+    elif 'dataset' in node:
+        yield from _leaves(node['dataset'])
+    elif 'datasets' in node:
+        yield from _leaves(node['datasets'])
+    else:
+        yield node
+
+
+def dataset_cfgs(cfg, splits=SPLITS):
+    for split in splits:
+        for ds in _leaves(cfg.data.get(split)):
+            yield split, ds
+
+
+def set_data_prefix(cfg, prefix):
+    """Move every data root from under the config's prefix (``data/prepared``) to under ``prefix``."""
+    old = PurePosixPath(cfg.get('data_prefix', DEFAULT_DATA_PREFIX))
+    for split, ds in dataset_cfgs(cfg):
+        root = ds.get('data_root')
+        if root is None:
+            continue
+        try:
+            rel = PurePosixPath(root).relative_to(old)
+        except ValueError:
+            raise CLIError(f'{split} data_root {root} is not under {old}; '
+                           f'--data-root cannot relocate it') from None
+        ds['data_root'] = str(Path(prefix) / rel)
+    cfg.data_prefix = str(prefix)
+
+
+def check_data(cfg, splits):
+    """Fail early, naming the directory, when a split's images or annotations are missing."""
+    for split, ds in dataset_cfgs(cfg, splits):
+        root = Path(ds.get('data_root') or '.')
+        for key in ('img_dir', 'ann_dir', 'split'):
+            if ds.get(key) is None:
+                continue
+            path = root / ds[key]
+            if not path.exists():
+                raise CLIError(f'{path}: {key} of the {split} set does not exist '
+                               f'(run `cgrseg prepare`, or point --data-root at the prepared data)')
+
+
+def _scale(size, factor):
+    """Scale an mmseg size: an (w, h) pair or a list of pairs."""
+    if isinstance(size[0], (list, tuple)):
+        return [_scale(s, factor) for s in size]
+    return tuple(max(1, round(s * factor)) for s in size)
+
+
+def _pipelines(cfg, splits):
+    for _, ds in dataset_cfgs(cfg, splits):
+        yield ds['pipeline']
+
+
+def train_crop(cfg):
+    for pipeline in _pipelines(cfg, ('train',)):
+        for step in pipeline:
+            if step['type'] == 'RandomCrop':
+                return tuple(step['crop_size'])
+    raise CLIError('config has no RandomCrop step in its train pipeline')
+
+
+def set_crop(cfg, crop):
+    """Train on ``crop`` x ``crop`` patches and scale every resize by the same factor.
+
+    The image scales (train Resize and test MultiScaleFlipAug) keep their ratio to the crop, so a
+    small demo crop sees the same field of view as the paper's, only at lower resolution.
+    """
+    if crop < 32:
+        raise CLIError(f'--crop {crop}: must be at least 32 (the backbone downsamples by 32)')
+    factor = crop / train_crop(cfg)[0]
+    for pipeline in _pipelines(cfg, ('train',)):
+        for step in pipeline:
+            if step['type'] == 'RandomCrop':
+                step['crop_size'] = (crop, crop)
+            elif step['type'] == 'Pad' and step.get('size') is not None:
+                step['size'] = (crop, crop)
+            elif step['type'] == 'Resize' and step.get('img_scale') is not None:
+                step['img_scale'] = _scale(step['img_scale'], factor)
+    for pipeline in _pipelines(cfg, ('val', 'test')):
+        for step in pipeline:
+            if step['type'] == 'MultiScaleFlipAug' and step.get('img_scale') is not None:
+                step['img_scale'] = _scale(step['img_scale'], factor)
+    test_cfg = cfg.model.get('test_cfg') or {}
+    if test_cfg.get('mode') == 'slide':
+        test_cfg['crop_size'] = _scale(test_cfg['crop_size'], factor)
+        test_cfg['stride'] = _scale(test_cfg['stride'], factor)
+
+
+def scale_schedule(cfg, iters):
+    """Run ``iters`` iterations with the config's schedule compressed by iters / max_iters.
+
+    Warm-up, evaluation and checkpoint intervals are scaled by the same factor and clamped to
+    [1, iters], so a 4-iteration demo still warms up, evaluates and checkpoints (every iteration),
+    and ``--iters`` equal to the config's own length changes nothing.
+    """
+    if iters < 1:
+        raise CLIError(f'--iters {iters}: must be at least 1')
+    factor = iters / cfg.runner['max_iters']
+
+    def scaled(n):
+        return max(1, min(iters, round(n * factor)))
+
+    cfg.runner['max_iters'] = iters
+    if cfg.lr_config.get('warmup'):
+        cfg.lr_config['warmup_iters'] = scaled(cfg.lr_config['warmup_iters'])
+    if cfg.get('evaluation'):
+        cfg.evaluation['interval'] = scaled(cfg.evaluation['interval'])
+    if cfg.get('checkpoint_config'):
+        cfg.checkpoint_config['interval'] = scaled(cfg.checkpoint_config['interval'])
+    # Logging is not part of the schedule: log about ten times per short run, never less often.
+    cfg.log_config['interval'] = min(cfg.log_config['interval'], max(1, iters // 10))
+
+
+def set_test_aug(cfg, aug):
+    """Single scale without flip, or (aug) the paper's multi-scale + flip, on the test split."""
+    found = False
+    for pipeline in _pipelines(cfg, ('test',)):
+        for step in pipeline:
+            if step['type'] != 'MultiScaleFlipAug':
+                continue
+            found = True
+            step['flip'] = bool(aug)
+            if aug:
+                step['img_ratios'] = list(MS_RATIOS)
+            else:
+                step.pop('img_ratios', None)
+    if not found:
+        raise CLIError('config test pipeline has no MultiScaleFlipAug step to set the test scales on')
+
+
+def pretrained_path(cfg):
+    init = cfg.model.backbone.get('init_cfg')
+    if init and init.get('type') == 'Pretrained':
+        return init.get('checkpoint')
+    return None
+
+
+def drop_pretrained(cfg):
+    cfg.model.backbone['init_cfg'] = None
+    cfg.model['pretrained'] = None
+
+
+# Helper variables of the base files; the datasets and model hold their own (rewritten) copies,
+# so leaving these in a resolved config would show stale crop sizes and data roots.
+TEMPLATE_VARS = ('dataset_type', 'data_root', 'img_norm_cfg', 'crop_size', 'img_scale',
+                 'train_pipeline', 'test_pipeline', 'norm_cfg')
+
+
+def resolved_text(cfg):
+    """The config as Python source, without the base files' template variables."""
+    from mmcv import Config
+    return Config({k: cfg[k] for k in cfg if k not in TEMPLATE_VARS}).pretty_text

@@ -1,0 +1,154 @@
+"""``cgrseg evaluate``: mIoU of a checkpoint on its config's test set -> metrics.json.
+
+Single scale by default, the paper's multi-scale + flip with ``--aug-test``. mmseg computes the
+metric (``single_gpu_test(pre_eval=True)`` + ``dataset.evaluate``); this command only chooses the
+test pipeline and writes the result file of docs/results-schema.md.
+"""
+import json
+import math
+from pathlib import Path
+
+from cgrseg.cli import CLIError
+from cgrseg.io import write_json
+from cgrseg.runner.checkpoints import completed_iters
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser('evaluate', help='mIoU of a trained checkpoint -> metrics.json',
+                              description=__doc__.splitlines()[0])
+    p.add_argument('config', help='the mmseg config the checkpoint was trained with')
+    p.add_argument('checkpoint', help='e.g. work_dirs/ade20k/cgrseg-t/latest.pth')
+    p.add_argument('--out', required=True, help='metrics.json to write')
+    p.add_argument('--aug-test', action='store_true',
+                   help='multi-scale (0.5-1.75) + flip test, the paper\'s "MS"')
+    p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
+    p.add_argument('--crop', type=int,
+                   help='scale the test resize as `cgrseg train --crop` does '
+                        '(default: the crop recorded in the checkpoint, if training changed it)')
+    p.add_argument('--demo', action='store_true',
+                   help='mark the result as demo; implied by synthetic data (--manifest), a training '
+                        'crop or fewer iterations than the config')
+    p.add_argument('--manifest', help="the prepared data set's manifest; its sha256 is recorded")
+    p.add_argument('--workers', type=int, default=2, help='data-loader workers (default: 2)')
+    p.set_defaults(func=run)
+    return p
+
+
+def _device():
+    """The first GPU when there is one (mmcv's data-parallel wrapper insists on it), else the CPU."""
+    import torch
+    return 'cuda:0' if torch.cuda.is_available() else 'cpu'
+
+
+def load_model(cfg, checkpoint_path):
+    """The segmentor with the checkpoint's weights, on the CPU, and the checkpoint's meta.
+
+    Strict loading: a checkpoint of another variant or class count fails instead of evaluating
+    a half-initialised model.
+    """
+    from mmcv.cnn.utils import revert_sync_batchnorm
+    from mmcv.runner import load_checkpoint
+    from mmseg.models import build_segmentor
+    model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
+    model = revert_sync_batchnorm(model)
+    try:
+        ckpt = load_checkpoint(model, str(checkpoint_path), map_location='cpu', strict=True)
+    except Exception as err:
+        raise CLIError(f'{checkpoint_path}: cannot load it into the config\'s model: '
+                       f'{str(err).strip().splitlines()[-1]}') from err
+    return model.eval(), ckpt.get('meta') or {}
+
+
+def metrics_from(eval_results):
+    """mmseg's fractions -> the schema's percentages; per-class IoU by name, None where undefined."""
+    def pct(value):
+        value = float(value)
+        return None if math.isnan(value) else round(value * 100, 2)
+
+    per_class = {key[len('IoU.'):].strip(): pct(value)
+                 for key, value in eval_results.items() if key.startswith('IoU.')}
+    return {'mIoU': pct(eval_results['mIoU']), 'mAcc': pct(eval_results['mAcc']),
+            'aAcc': pct(eval_results['aAcc']), 'per_class_iou': per_class}
+
+
+def read_manifest(path):
+    """The prepared data set's manifest (``cgrseg prepare``), or None without one."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise CLIError(f'{path}: cannot read the data set manifest: {err}') from err
+
+
+def is_demo(flag, manifest, meta, config_iters):
+    """Never let a number be compared with the paper when its data or schedule were not the paper's:
+    --demo, synthetic data (manifest), a crop changed at training, or fewer iterations than the config.
+    """
+    trained = meta.get('cgrseg') or {}
+    done = completed_iters(meta['iter']) if 'iter' in meta else None
+    return bool(flag or (manifest or {}).get('synthetic') or trained.get('crop') is not None
+                or (done is not None and done < config_iters))
+
+
+def _check_inputs(args):
+    for label, path in (('checkpoint', args.checkpoint), ('manifest', args.manifest)):
+        if path is not None and not Path(path).is_file():
+            raise CLIError(f'{path}: no such {label} file')
+
+
+def _test_config(args, meta):
+    """The config with the test pipeline this evaluation uses (data root, scale, augmentation)."""
+    from cgrseg.runner import config as C
+    cfg = C.load_config(args.config)
+    if args.data_root:
+        C.set_data_prefix(cfg, args.data_root)
+    crop = args.crop if args.crop is not None else (meta.get('cgrseg') or {}).get('crop')
+    if crop is not None:
+        C.set_crop(cfg, crop)
+    C.set_test_aug(cfg, args.aug_test)
+    C.drop_pretrained(cfg)  # the checkpoint supplies every weight
+    cfg.data.test.test_mode = True
+    return cfg
+
+
+def predict_and_score(cfg, model, device, workers):
+    """mmseg's own test loop and metric: ``single_gpu_test(pre_eval=True)`` + ``dataset.evaluate``."""
+    import torch
+    from mmcv.parallel import MMDataParallel
+    from mmseg.apis import single_gpu_test
+    from mmseg.datasets import build_dataloader, build_dataset
+    dataset = build_dataset(cfg.data.test)
+    if len(dataset) == 0:
+        raise CLIError(f'the test set under {cfg.data.test.data_root} has no images')
+    loader = build_dataloader(dataset, samples_per_gpu=1, workers_per_gpu=workers, dist=False,
+                              shuffle=False, persistent_workers=False)
+    model.CLASSES = dataset.CLASSES
+    wrapped = MMDataParallel(model.to(device), device_ids=[0])  # no GPU: runs on the CPU
+    with torch.no_grad():
+        results = single_gpu_test(wrapped, loader, pre_eval=True)
+    return dataset.evaluate(results, metric='mIoU')
+
+
+def run(args):
+    from cgrseg.runner import config as C
+    from cgrseg.runner.provenance import provenance
+    _check_inputs(args)
+    manifest = read_manifest(args.manifest)
+    original = C.load_config(args.config)
+    exp = C.experiment(original, args.config)
+    device = _device()
+    model, meta = load_model(original, args.checkpoint)
+    cfg = _test_config(args, meta)
+    C.check_data(cfg, ('test',))
+    scores = predict_and_score(cfg, model, device, args.workers)
+    doc = {'model': exp['model'], 'variant': exp['variant'], 'dataset': exp['dataset'],
+           'mode': 'ms_flip' if args.aug_test else 'ss',
+           **metrics_from(scores),
+           'demo': is_demo(args.demo, manifest, meta, original.runner['max_iters']),
+           'iters': completed_iters(meta['iter']) if 'iter' in meta else None,
+           'provenance': provenance(args.config, args.checkpoint, C.resolved_text(cfg), device,
+                                    manifest=args.manifest)}
+    write_json(args.out, doc)
+    print(f"{exp['model']} {exp['dataset']} {doc['mode']}: mIoU {doc['mIoU']} -> {args.out}")
+    return 0

@@ -1,0 +1,214 @@
+"""``cgrseg train``: train a CGRSeg config with mmseg 0.x, resuming from its work directory.
+
+One process on the CPU (``--gpus 0``) or one GPU (``--gpus 1``); ``--gpus N`` > 1 re-launches this
+command under torchrun (DDP, SyncBN kept). A rerun with the same work directory continues from the
+newest checkpoint there. See docs/training.md.
+"""
+import argparse
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cgrseg.cli import CLIError
+from cgrseg.io import write_text
+
+# options re-passed verbatim when the command re-launches itself (torchrun, hidden GPUs)
+_VALUE_OPTS = ('work_dir', 'data_root', 'iters', 'crop', 'samples_per_gpu', 'workers', 'gpus', 'seed')
+_FLAG_OPTS = ('no_pretrained', 'no_validate')
+RESOLVED_CONFIG = 'config.py'
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        'train', help='train a config with mmseg (resumes from --work-dir)',
+        description=__doc__.splitlines()[0])
+    p.add_argument('config', help='mmseg config, e.g. configs/cgrseg/cgrseg-t_ade20k_160k.py')
+    p.add_argument('--work-dir', required=True,
+                   help='checkpoints, logs and the resolved config; a rerun resumes from here')
+    p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
+    p.add_argument('--iters', type=int,
+                   help='train N iterations; warm-up, eval and checkpoint intervals scale with it')
+    p.add_argument('--crop', type=int,
+                   help='train crop size; train and test image scales scale with it')
+    p.add_argument('--samples-per-gpu', type=int, help='batch size per GPU (process)')
+    p.add_argument('--workers', type=int,
+                   help='data-loader workers per GPU (default: the config, at most the CPU count)')
+    p.add_argument('--gpus', type=int,
+                   help='0: CPU; 1: one GPU; N>1: DDP under torchrun (default: 1 if CUDA works, else 0)')
+    p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    p.add_argument('--no-pretrained', action='store_true',
+                   help='start the backbone from random weights instead of its ImageNet checkpoint')
+    p.add_argument('--no-validate', action='store_true', help='skip the periodic validation')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='override config entries, e.g. optimizer.lr=6e-5 data.workers_per_gpu=2')
+    p.add_argument('--launcher', choices=('none', 'pytorch'), default='none', help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+    return p
+
+
+def parse_options(items):
+    """``KEY=VALUE`` strings -> dict; values are Python literals, floats ('nan', '1e-4') or text."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition('=')
+        if not sep or not key:
+            raise CLIError(f'--cfg-options {item!r}: expected KEY=VALUE')
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            try:
+                value = float(text)
+            except ValueError:
+                value = text
+        options[key] = value
+    return options
+
+
+def _cuda_available():
+    import torch
+    return torch.cuda.is_available()
+
+
+def _relaunch_argv(args):
+    argv = ['train', str(args.config)]
+    for name in _VALUE_OPTS:
+        value = getattr(args, name)
+        if value is not None:
+            argv += [f'--{name.replace("_", "-")}', str(value)]
+    argv += [f'--{name.replace("_", "-")}' for name in _FLAG_OPTS if getattr(args, name)]
+    if args.cfg_options:
+        argv += ['--cfg-options', *args.cfg_options]
+    return argv
+
+
+def _relaunch(args, prefix, extra=(), env=None):
+    """Run this same train command as ``prefix -m cgrseg.cli train ...`` and wait for it."""
+    cmd = [*prefix, '-m', 'cgrseg.cli', *_relaunch_argv(args), *extra]
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc:
+        raise CLIError(f'training of {args.config} failed in a child process (exit code {rc}); '
+                       f'logs in {args.work_dir}')
+    return 0
+
+
+def run(args):
+    cuda = _cuda_available()
+    gpus = args.gpus if args.gpus is not None else int(cuda)
+    if gpus < 0:
+        raise CLIError(f'--gpus {gpus}: must be 0 (CPU), 1 or more')
+    if gpus > 0 and not cuda:
+        raise CLIError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
+    args.gpus = gpus
+    if gpus > 1 and args.launcher == 'none':
+        torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                    f'--nproc_per_node={gpus}']
+        return _relaunch(args, torchrun, extra=['--launcher', 'pytorch'])
+    if gpus == 0 and cuda:
+        # mmcv's data-parallel wrapper targets a GPU whenever one is visible: hide them.
+        return _relaunch(args, [sys.executable], env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    return train(args, gpus, distributed=args.launcher != 'none')
+
+
+def build_config(args, gpus, distributed):
+    """The config as trained: the file, --cfg-options, then the command-line rewrites."""
+    from cgrseg.runner import config as C
+    cfg = C.load_config(args.config, parse_options(args.cfg_options))
+    if args.data_root:
+        C.set_data_prefix(cfg, args.data_root)
+    if args.crop is not None:
+        C.set_crop(cfg, args.crop)
+    if args.iters is not None:
+        C.scale_schedule(cfg, args.iters)
+    if args.samples_per_gpu is not None:
+        if args.samples_per_gpu < 1:
+            raise CLIError(f'--samples-per-gpu {args.samples_per_gpu}: must be at least 1')
+        cfg.data.samples_per_gpu = args.samples_per_gpu
+    workers = args.workers if args.workers is not None else min(cfg.data.workers_per_gpu,
+                                                                os.cpu_count() or 1)
+    cfg.data.workers_per_gpu = workers
+    # torch refuses persistent workers without workers
+    cfg.data.persistent_workers = workers > 0
+    if args.no_pretrained:
+        C.drop_pretrained(cfg)
+    else:
+        path = C.pretrained_path(cfg)
+        if path and not Path(path).is_file():
+            raise CLIError(f'{path}: backbone checkpoint not found; run `cgrseg pretrained` to fetch it '
+                           f'or pass --no-pretrained')
+    C.check_data(cfg, ('train',) if args.no_validate else ('train', 'val'))
+    cfg.work_dir = str(args.work_dir)
+    cfg.seed = args.seed
+    cfg.device = 'cuda' if gpus else 'cpu'
+    cfg.gpu_ids = range(int(os.environ.get('WORLD_SIZE', 1))) if distributed else [0]
+    cfg.auto_resume = False  # we resume ourselves (ResumeCheckpointHook), on any device
+    return cfg
+
+
+def _add_runtime_hooks(cfg, resume_from):
+    hooks = list(cfg.get('custom_hooks', []))
+    hooks.append(dict(type='NonFiniteLossHook', priority='VERY_HIGH'))
+    if resume_from is not None:
+        hooks.append(dict(type='ResumeCheckpointHook', checkpoint=str(resume_from),
+                          priority='HIGHEST'))
+    cfg.custom_hooks = hooks
+
+
+def train(args, gpus, distributed):
+    from cgrseg.runner import checkpoints, hooks
+    from cgrseg.runner import config as C
+    cfg = build_config(args, gpus, distributed)
+
+    import mmcv
+    from mmcv.cnn.utils import revert_sync_batchnorm
+    from mmcv.runner import get_dist_info, init_dist
+    from mmseg.apis import set_random_seed, train_segmentor
+    from mmseg.datasets import build_dataset
+    from mmseg.models import build_segmentor
+    from mmseg.utils import get_root_logger, setup_multi_processes
+
+    if distributed:
+        init_dist('pytorch', **cfg.dist_params)
+    rank, _ = get_dist_info()
+    work_dir = Path(args.work_dir)
+    mmcv.mkdir_or_exist(str(work_dir.resolve()))
+    resume_from = checkpoints.latest_checkpoint(work_dir)
+    if resume_from is not None:
+        checkpoints.load_meta(resume_from)  # an unreadable checkpoint: one clear error, not a traceback
+    resolved = C.resolved_text(cfg)  # before the runtime hooks: they change from run to run
+    if rank == 0:
+        write_text(work_dir / RESOLVED_CONFIG, resolved)
+    _add_runtime_hooks(cfg, resume_from)
+
+    timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
+    logger = get_root_logger(log_file=str(work_dir / f'{timestamp}.log'), log_level=cfg.log_level)
+    setup_multi_processes(cfg)
+    if resume_from is not None:
+        logger.info(f'resuming from {resume_from}')
+    set_random_seed(args.seed, deterministic=False)
+
+    datasets = [build_dataset(cfg.data.train)]
+    if len(datasets[0]) < cfg.data.samples_per_gpu:
+        raise CLIError(f'{args.config}: the train set has {len(datasets[0])} images, fewer than one '
+                       f'batch of {cfg.data.samples_per_gpu}')
+    model = build_segmentor(cfg.model, train_cfg=cfg.get('train_cfg'), test_cfg=cfg.get('test_cfg'))
+    model.init_weights()
+    if not distributed:
+        model = revert_sync_batchnorm(model)  # SyncBN needs a process group
+    model.CLASSES = datasets[0].CLASSES
+    meta = dict(seed=args.seed, exp_name=Path(args.config).name, config=resolved,
+                CLASSES=datasets[0].CLASSES, PALETTE=datasets[0].PALETTE,
+                # read back by `cgrseg evaluate` to test at the scale the model was trained for
+                cgrseg=dict(crop=args.crop, iters=cfg.runner['max_iters'],
+                            samples_per_gpu=cfg.data.samples_per_gpu, gpus=gpus))
+    try:
+        train_segmentor(model, datasets, cfg, distributed=distributed,
+                        validate=not args.no_validate, timestamp=timestamp, meta=meta)
+    except hooks.NonFiniteLossError as err:
+        raise CLIError(f'{args.config}: training diverged: {err}; stopped before applying that step '
+                       f'(earlier checkpoints, if any, are in {work_dir})') from None
+    if rank == 0 and not (work_dir / 'latest.pth').exists():
+        raise CLIError(f'{work_dir}/latest.pth was not written (is checkpoint_config disabled?)')
+    return 0
