@@ -15,7 +15,7 @@ from cgrseg.runner import checkpoints, config as C  # noqa: E402
 from cgrseg.runner.evaluate import is_demo, metrics_from  # noqa: E402
 from cgrseg.runner.hooks import NonFiniteLossError, NonFiniteLossHook, ResumeCheckpointHook  # noqa: E402
 from cgrseg.runner.provenance import git_commit, sha256_file  # noqa: E402
-from cgrseg.runner.train import parse_options  # noqa: E402
+from cgrseg.runner.train import parse_options, relaunch_argv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
@@ -44,6 +44,15 @@ def test_parse_options_reads_literals_floats_and_text():
     assert math.isnan(opts['model.decode_head.loss_decode.loss_weight'])
     with pytest.raises(CLIError, match='KEY=VALUE'):
         parse_options(['lr'])
+
+
+def test_relaunch_repeats_the_command_line():
+    """torchrun (--gpus N) and the CPU re-launch must run exactly the command the user typed."""
+    argv = ['train', 'c.py', '--work-dir', 'w', '--data-root', 'd', '--iters', '4', '--crop', '64',
+            '--samples-per-gpu', '2', '--workers', '0', '--gpus', '2', '--seed', '3',
+            '--no-pretrained', '--no-validate', '--cfg-options', 'a=1', 'b=x']
+    args = cli.build_parser('train').parse_args(argv)
+    assert vars(cli.build_parser('train').parse_args(relaunch_argv(args))) == vars(args)
 
 
 def test_cfg_options_reach_the_config():

@@ -72,7 +72,8 @@ def _cuda_available():
     return torch.cuda.is_available()
 
 
-def _relaunch_argv(args):
+def relaunch_argv(args):
+    """The argv (after ``cgrseg``) that repeats this train command."""
     argv = ['train', str(args.config)]
     for name in _VALUE_OPTS:
         value = getattr(args, name)
@@ -86,7 +87,7 @@ def _relaunch_argv(args):
 
 def _relaunch(args, prefix, extra=(), env=None):
     """Run this same train command as ``prefix -m cgrseg.cli train ...`` and wait for it."""
-    cmd = [*prefix, '-m', 'cgrseg.cli', *_relaunch_argv(args), *extra]
+    cmd = [*prefix, '-m', 'cgrseg.cli', *relaunch_argv(args), *extra]
     rc = subprocess.run(cmd, env=env).returncode
     if rc:
         raise CLIError(f'training of {args.config} failed in a child process (exit code {rc}); '
