@@ -68,6 +68,11 @@ def test_download_source_follows_params():
         "--from-dir '/mnt/my archives'"
 
 
+def test_synthetic_and_real_archives_never_share_a_folder():
+    assert wf.raw_root(params(sources='real')) == 'data/raw'
+    assert wf.raw_root(params(sources='synthetic')) != 'data/raw'
+
+
 def test_measure_shapes():
     assert wf.flops_shape(params(profile='demo'), 'pascal_context') == '480 480'
     assert wf.throughput_args(params(profile='paper'), 'pascal_context').endswith('--shape 480 480')

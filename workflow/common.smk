@@ -5,6 +5,7 @@ wf.check(config)
 wf.put_interpreter_on_path()
 
 DATA = config["data_root"]
+RAW = wf.raw_root(config)
 PREPARED = f"{DATA}/prepared"
 DATASETS = list(config["datasets"])
 VARIANTS = [str(v) for v in config["variants"]]

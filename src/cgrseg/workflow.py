@@ -68,6 +68,13 @@ def synth_args(config):
     return _flags([('--images', config.get('synth_images')), ('--seed', config.get('seed'))])
 
 
+def raw_root(config):
+    """Where `cgrseg download` puts the archives. Synthetic ones get their own folder: their names
+    are the official ones, and a real download must never find (and keep) a synthetic archive."""
+    sub = 'raw' if config['sources'] == 'real' else 'raw-synthetic'
+    return f"{config['data_root']}/{sub}"
+
+
 def download_args(config, dataset):
     """Where `cgrseg download` takes the archives from."""
     if config['sources'] == 'synthetic':

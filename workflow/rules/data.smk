@@ -25,9 +25,9 @@ rule download:
     output:
         # a marker, not the folder: Snakemake would delete a failed download's partial archives,
         # which the next attempt resumes
-        touch(f"{DATA}/raw/{{dataset}}.downloaded"),
+        touch(f"{RAW}/{{dataset}}.downloaded"),
     params:
-        dest=f"{DATA}/raw/{{dataset}}",
+        dest=f"{RAW}/{{dataset}}",
         args=lambda w: wf.download_args(config, w.dataset),
     log:
         f"{LOGS}/download/{{dataset}}.log",
