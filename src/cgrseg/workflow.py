@@ -8,12 +8,6 @@ import shlex
 import sys
 from pathlib import Path
 
-# Used when params.yaml has no `configs` mapping (dataset -> pattern with {variant}).
-DEFAULT_CONFIGS = {
-    'ade20k': 'configs/cgrseg/cgrseg-{variant}_ade20k_160k.py',
-    'coco_stuff10k': 'configs/cgrseg/cgrseg-{variant}_coco-stuff10k_80k.py',
-    'pascal_context': 'configs/cgrseg/cgrseg-{variant}_pascal-context-59_80k.py',
-}
 
 # EfficientFormerV2 backbone of each variant (configs/_base_/models/cgrseg-{variant}.py), whose
 # ImageNet weights `cgrseg pretrained ARCH` writes to checkpoints/efficientformerv2_{arch}.pth.
@@ -39,9 +33,9 @@ def check(config):
     profile(config)
     if config.get('sources') not in ('synthetic', 'real'):
         raise ConfigError(f"params.yaml: sources must be 'synthetic' or 'real', not {config.get('sources')!r}")
-    unknown = set(config.get('datasets', [])) - set(config.get('configs', DEFAULT_CONFIGS))
+    unknown = set(config.get('datasets', [])) - set(config.get('configs') or {})
     if unknown:
-        raise ConfigError(f'params.yaml: no config pattern for datasets {sorted(unknown)}')
+        raise ConfigError(f'params.yaml: no `configs` pattern for datasets {sorted(unknown)}')
     bad = set(map(str, config.get('variants', []))) - {'t', 'b', 'l'}
     if bad:
         raise ConfigError(f'params.yaml: unknown variants {sorted(bad)} (expected t, b, l)')
@@ -55,8 +49,7 @@ def is_demo(config):
 
 
 def model_config(config, variant, dataset):
-    patterns = config.get('configs') or DEFAULT_CONFIGS
-    return patterns[dataset].format(variant=variant)
+    return config['configs'][dataset].format(variant=variant)
 
 
 def _flags(pairs):
