@@ -39,7 +39,9 @@ def test_demo_trains_short_on_cpu_without_pretrained_weights():
 def test_paper_keeps_the_configs_schedule_and_pretrained_backbone():
     config = params(profile='paper', sources='real')
     args = wf.train_args(config).split()
-    assert '--iters' not in args and '--crop' not in args and '--samples-per-gpu' not in args
+    assert '--iters' not in args and '--crop' not in args
+    # batch: the authors' 4 GPUs x 4 images as 1 GPU x 16
+    assert args[args.index('--samples-per-gpu') + 1] == str(PARAMS['profiles']['paper']['samples_per_gpu']) == '16'
     assert '--no-pretrained' not in args
     assert wf.pretrained_inputs(config, 'b') == ['checkpoints/efficientformerv2_s2.pth']
     assert wf.pretrained_inputs(params(profile='demo'), 'b') == []
