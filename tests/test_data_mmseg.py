@@ -50,8 +50,8 @@ def config(root, dataset, split, pipeline):
 
 
 @pytest.mark.parametrize('dataset', sorted(DATASETS))
-def test_mmseg_dataset_loads_and_scores_ground_truth_as_perfect(prepared_datasets, dataset):
-    logging.getLogger('mmseg').setLevel(logging.WARNING)
+def test_mmseg_dataset_loads_and_scores_ground_truth_as_perfect(prepared_datasets, dataset, caplog):
+    caplog.set_level(logging.WARNING, logger='mmseg')  # quiet, and restored for later tests
     cfg, manifest = config(prepared_datasets, dataset, 'train', TRAIN)
     train = mmseg_datasets.build_dataset(cfg)
     assert len(train) == manifest['splits']['train']['count']
