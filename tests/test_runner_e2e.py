@@ -97,6 +97,8 @@ def test_train_resume_evaluate(prepared, tmp_path, caplog):
     caplog.clear()
     assert cgrseg(*args) == 0
     assert 'iter_1.pth: continuing after iteration 1' in caplog.text
+    # ... and in this run's own log file, although an earlier run in this process set the logger up
+    assert any('continuing after iteration 1' in log.read_text() for log in work.glob('*.log'))
     # continued: neither restarted nor repeated, on the same learning-rate schedule
     assert train_log(work) == {2: first[2]}
     assert os.readlink(work / 'latest.pth') == 'iter_2.pth'

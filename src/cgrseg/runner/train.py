@@ -184,7 +184,7 @@ def train(args, gpus, distributed):
     _add_runtime_hooks(cfg, resume_from)
 
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
-    logger = get_root_logger(log_file=str(work_dir / f'{timestamp}.log'), log_level=cfg.log_level)
+    logger = _run_logger(get_root_logger, work_dir / f'{timestamp}.log', cfg.log_level, rank)
     setup_multi_processes(cfg)
     if resume_from is not None:
         logger.info(f'resuming from {resume_from}')
@@ -213,3 +213,27 @@ def train(args, gpus, distributed):
     if rank == 0 and not (work_dir / 'latest.pth').exists():
         raise CLIError(f'{work_dir}/latest.pth was not written (is checkpoint_config disabled?)')
     return 0
+
+
+def _run_logger(get_root_logger, log_file, level, rank):
+    """mmseg's root logger set up for *this* run.
+
+    mmcv configures a logger once per process, so a second run in the same process (the Python
+    API, tests) would keep the first run's level and write to the first run's log file.
+    """
+    import logging
+    logger = get_root_logger(log_file=str(log_file), log_level=level)
+    if rank != 0:
+        return logger
+    logger.setLevel(level)
+    target = os.path.abspath(log_file)
+    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+        if handler.baseFilename != target:
+            logger.removeHandler(handler)
+            handler.close()
+    if not any(isinstance(h, logging.FileHandler) for h in logger.handlers):
+        handler = logging.FileHandler(target, 'w')
+        handler.setFormatter(logging.Formatter('%(asctime)s - %(name)s - %(levelname)s - %(message)s'))
+        logger.addHandler(handler)
+    return logger
+
