@@ -10,7 +10,8 @@ timm = pytest.importorskip('timm')
 
 from cgrseg.cli import CLIError  # noqa: E402
 from cgrseg.models.efficientformer_v2 import EfficientFormerV2  # noqa: E402
-from cgrseg.models.pretrained import convert_state_dict, prepare_pretrained, sha256  # noqa: E402
+from cgrseg.io import sha256_file  # noqa: E402
+from cgrseg.models.pretrained import convert_state_dict, prepare_pretrained  # noqa: E402
 
 
 def random_timm(arch, seed=0):
@@ -54,8 +55,8 @@ def test_original_checkpoint_format_and_record(tmp_path):
     src = tmp_path / 'eformer_s1_450.pth'
     torch.save({'model': original}, src)
     record = prepare_pretrained('s1', out=tmp_path / 'out.pth', source=src)
-    assert record['source_sha256'] == sha256(src)
-    assert record['checkpoint_sha256'] == sha256(tmp_path / 'out.pth')
+    assert record['source_sha256'] == sha256_file(src)
+    assert record['checkpoint_sha256'] == sha256_file(tmp_path / 'out.pth')
     saved = torch.load(tmp_path / 'out.pth', weights_only=False)['state_dict']
     assert not any(k.startswith(('head', 'dist_head', 'norm.')) for k in saved)
     assert (tmp_path / 'out.json').exists()

@@ -1,5 +1,6 @@
 """Atomic output helpers: write to a temporary sibling, then rename into place."""
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -54,3 +55,17 @@ def write_json(path, obj):
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def file_digests(path, algorithms, chunk=1 << 20):
+    """Hex digests of the file at ``path`` for each hashlib algorithm name, in one pass."""
+    hashes = {name: hashlib.new(name) for name in set(algorithms)}
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def sha256_file(path):
+    return file_digests(path, ['sha256'])['sha256']

@@ -1,7 +1,6 @@
 """The data file (configs/data/sources.yaml): archives, checksums and expected counts per dataset."""
 import contextlib
 import fcntl
-import hashlib
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -9,7 +8,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ..cli import CLIError
-from ..io import write_text
+from ..io import file_digests, write_text  # noqa: F401  (file_digests: used as sources.file_digests)
 from . import DATASETS
 
 DEFAULT = Path('configs', 'data', 'sources.yaml')
@@ -59,16 +58,6 @@ def parse_checksum(text):
     if ALGORITHMS.get(algo) != len(digest) or not re.fullmatch('[0-9a-f]+', digest):
         raise ValueError(f'checksum {text!r} is not "<md5|sha1|sha256>:<lowercase hex>"')
     return algo, digest
-
-
-def file_digests(path, algorithms):
-    """Hex digests of the file at ``path`` for each algorithm name, in one pass."""
-    hashes = {name: hashlib.new(name) for name in set(algorithms)}
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(CHUNK), b''):
-            for h in hashes.values():
-                h.update(block)
-    return {name: h.hexdigest() for name, h in hashes.items()}
 
 
 def _check_document(doc, path):

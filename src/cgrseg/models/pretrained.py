@@ -8,14 +8,13 @@ the backbone, and the result is saved with the sha256 of its source.
 As in the official training, the segmentation bias tables (``attention_biases_seg``) are not in
 ImageNet checkpoints and start from zero; the ImageNet tables land in the legacy buffers.
 """
-import hashlib
 import re
 from pathlib import Path
 
 import torch
 
 from cgrseg.cli import CLIError
-from cgrseg.io import atomic_path, write_json
+from cgrseg.io import atomic_path, sha256_file, write_json
 
 HUB_REPO = 'timm/efficientformerv2_{arch}.snap_dist_in1k'
 ARCH_NAMES = ('s0', 's1', 's2', 'l')
@@ -92,14 +91,6 @@ def convert_state_dict(state_dict, arch):
     return out
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_any(path):
     path = Path(path)
     if not path.is_file():
@@ -138,9 +129,9 @@ def prepare_pretrained(arch, out=None, source=None):
     out = Path(out or DEFAULT_OUT.format(arch=arch))
     with atomic_path(out) as tmp:
         torch.save({'state_dict': state, 'meta': {'arch': arch, 'source': str(src)}}, tmp)
-    record = {'arch': arch, 'source': str(src), 'source_sha256': sha256(src),
+    record = {'arch': arch, 'source': str(src), 'source_sha256': sha256_file(src),
               'hub_repo': None if source else HUB_REPO.format(arch=arch),
-              'checkpoint': str(out), 'checkpoint_sha256': sha256(out), 'tensors': len(state)}
+              'checkpoint': str(out), 'checkpoint_sha256': sha256_file(out), 'tensors': len(state)}
     write_json(out.with_suffix('.json'), record)
     return record
 

@@ -4,15 +4,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from cgrseg.io import sha256_file  # noqa: F401  (part of this module's API)
+
 PACKAGES = {'torch': 'torch', 'mmcv': 'mmcv-full', 'mmseg': 'mmsegmentation'}
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_text(text):
