@@ -36,8 +36,15 @@ def bias_index(query_res, key_res, step):
     return torch.from_numpy(rank[inverse].reshape(len(qy), len(ky))), len(uniq)
 
 
-class AttentionBias(nn.Module):
-    """Base of the attention modules: the learned bias table, its index, and its resizing."""
+class RelPosAttention(nn.Module):
+    """Base of the attention modules: head sizes, the learned bias table, its index and resizing."""
+
+    def _init_heads(self, num_heads, key_dim, attn_ratio):
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.scale = key_dim ** -0.5
+        self.d = int(attn_ratio * key_dim)
+        self.dh = self.d * num_heads
 
     def _init_bias(self, num_heads, query_res, key_res, step, legacy_shape):
         idx, num_offsets = bias_index(query_res, key_res, step)
@@ -66,7 +73,7 @@ class AttentionBias(nn.Module):
         return super().train(mode)
 
 
-class Attention4D(AttentionBias):
+class Attention4D(RelPosAttention):
     """Multi-head self-attention with talking heads and a local value branch (EfficientFormerV2).
 
     With ``stride`` the tokens are first reduced by a strided depthwise conv and the output is
@@ -76,11 +83,7 @@ class Attention4D(AttentionBias):
     def __init__(self, dim, key_dim=32, num_heads=8, attn_ratio=4, resolution=7, act_layer=nn.GELU,
                  stride=None, norm_cfg=dict(type='BN')):
         super().__init__()
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.scale = key_dim ** -0.5
-        self.d = int(attn_ratio * key_dim)
-        self.dh = self.d * num_heads
+        self._init_heads(num_heads, key_dim, attn_ratio)
         if stride is not None:
             resolution = math.ceil(resolution / stride)
             self.stride_conv = conv_norm(dim, dim, norm_cfg, kernel_size=3, stride=stride, padding=1,
@@ -133,17 +136,13 @@ class LGQuery(nn.Module):
         return self.proj(self.local(x) + self.pool(x))
 
 
-class Attention4DDownsample(AttentionBias):
+class Attention4DDownsample(RelPosAttention):
     """Attention that halves the resolution: queries from ``LGQuery``, keys/values at full size."""
 
     def __init__(self, dim, key_dim=16, num_heads=8, attn_ratio=4, resolution=7, out_dim=None,
                  act_layer=nn.GELU, norm_cfg=dict(type='BN')):
         super().__init__()
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.scale = key_dim ** -0.5
-        self.d = int(attn_ratio * key_dim)
-        self.dh = self.d * num_heads
+        self._init_heads(num_heads, key_dim, attn_ratio)
         out_dim = dim if out_dim is None else out_dim
         self.resolution = resolution
         self.resolution2 = math.ceil(resolution / 2)

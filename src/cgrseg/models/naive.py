@@ -10,7 +10,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from .attention import AttentionBias
+from .attention import RelPosAttention
 
 
 def naive_bias_index(query_res, key_res, step):
@@ -29,10 +29,10 @@ def _naive_bias(self, nq, nk):
 
 @contextlib.contextmanager
 def naive_mode():
-    """Within the block, every AttentionBias module computes its bias the naive way."""
-    optimised = AttentionBias.bias
-    AttentionBias.bias = _naive_bias
+    """Within the block, every RelPosAttention module computes its bias the naive way."""
+    optimised = RelPosAttention.bias
+    RelPosAttention.bias = _naive_bias
     try:
         yield
     finally:
-        AttentionBias.bias = optimised
+        RelPosAttention.bias = optimised
