@@ -373,3 +373,10 @@ def test_figure_separates_demo_and_real_points(paper, metrics):
     assert legends[1] == ['paper', 'regenerated (demo run)']
     assert legends[2] == ['paper', 'regenerated', 'regenerated (other protocol)']
     plt.close(fig)
+
+
+def test_cpu_throughput_says_at_what_input_it_was_measured(paper):
+    cell = one_cell(paper, 'img_per_s', 66.3, 138.4, throughput_device='cpu', throughput_device_name='x86_64',
+                    throughput_batch_size=1, throughput_input='64x64')
+    assert cell['status'] == judge.OTHER_DEVICE
+    assert cell['reason'] == 'measured on CPU (x86_64, input 64x64): never compared'

@@ -107,7 +107,8 @@ def _blocker(column, table, get):
 def _throughput_blocker(paper_tp, get):
     device_name = get('throughput_device_name')
     if get('throughput_device') != 'cuda':
-        return OTHER_DEVICE, f'measured on CPU ({device_name}): never compared'
+        where = f', input {get("throughput_input")}' if get('throughput_input') else ''
+        return OTHER_DEVICE, f'measured on CPU ({device_name}{where}): never compared'
     paper_gpu = (paper_tp.get('device_name') or {}).get('value')
     if not paper_gpu:
         return OTHER_DEVICE, (f'measured on {device_name}; the paper does not say which GPU '
