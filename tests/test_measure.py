@@ -53,7 +53,7 @@ def test_flops_missing_config_is_one_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, '-m', 'cgrseg.cli', 'flops', 'nope.py', '--out', str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == 'cgrseg flops: error: nope.py: config file not found'
+    assert proc.stderr.strip().splitlines()[-1] == 'cgrseg flops: error: nope.py: no such config file'
     assert not out.exists()
 
 

@@ -80,10 +80,11 @@ def mmcv_flops(model, shape):
     return flops
 
 
-def measure(config, height, width, num_classes=None):
-    from cgrseg.models.build import build_model, load_config
+def measure(config, height, width):
+    from cgrseg.models.build import build_model
+    from cgrseg.runner.config import load_config
     cfg = load_config(config)
-    model = build_model(cfg, num_classes).eval()
+    model = build_model(cfg).eval()
     shape = (3, height, width)
     macs = count_macs(model, shape)
     return {

@@ -47,7 +47,8 @@ def timed_runs(fn, device, warmup, repeats, iters):
 
 
 def measure(config, height, width, device='auto', batch_size=1, dtype='float32', warmup=10, repeats=10, iters=20):
-    from cgrseg.models.build import build_model, load_config
+    from cgrseg.models.build import build_model
+    from cgrseg.runner.config import load_config
     from cgrseg.measure.flops import dataset_of, model_name, variant_of
     cfg = load_config(config)
     dev = resolve_device(device)

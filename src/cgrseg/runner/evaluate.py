@@ -46,11 +46,9 @@ def load_model(cfg, checkpoint_path):
     Strict loading: a checkpoint of another variant or class count fails instead of evaluating
     a half-initialised model.
     """
-    from mmcv.cnn.utils import revert_sync_batchnorm
     from mmcv.runner import load_checkpoint
-    from mmseg.models import build_segmentor
-    model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
-    model = revert_sync_batchnorm(model)
+    from cgrseg.models.build import build_model
+    model = build_model(cfg)
     try:
         ckpt = load_checkpoint(model, str(checkpoint_path), map_location='cpu', strict=True)
     except Exception as err:
