@@ -120,3 +120,12 @@ def test_model_builds_and_predicts(configs, variant):
         logits = model.forward_dummy(torch.rand(1, 3, 64, 96))
     assert logits.shape == (1, 59, 64, 96)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize('variant,suffix', CONFIGS)
+def test_workflow_fetches_the_backbone_weights_each_config_loads(variant, suffix):
+    """The `pretrained` rule's output (cgrseg.workflow) is the file the config's init_cfg reads."""
+    from cgrseg import workflow as wf
+    from cgrseg.runner.config import pretrained_path
+    cfg = Config.fromfile(str(config_path(variant, suffix)))
+    assert pretrained_path(cfg) == wf.PRETRAINED.format(arch=wf.BACKBONES[variant])
