@@ -16,6 +16,7 @@ import urllib3
 from tqdm import tqdm
 
 from ..cli import CLIError
+from ..io import write_text
 from . import sources as src
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -94,7 +95,7 @@ def _verify(path, archive, dest, existing=False):
         raise CLIError(f'{path.name}: checksum mismatch: expected {archive["checksum"]}, '
                        f'got {pinned[0]}:{actual[pinned[0]]}{advice}')
     if pinned is None:
-        record.write_text(f'{actual["sha256"]}  {archive["name"]}\n')
+        write_text(record, f'{actual["sha256"]}  {archive["name"]}\n')  # enforced later: never half-written
         print(f'{archive["name"]}: no published checksum; recorded sha256 in {record}. Pin it in the '
               f'data file: checksum: sha256:{actual["sha256"]}', file=sys.stderr)
 
