@@ -69,3 +69,21 @@ def file_digests(path, algorithms, chunk=1 << 20):
 
 def sha256_file(path):
     return file_digests(path, ['sha256'])['sha256']
+
+
+def load_yaml(path, what):
+    """Parse a YAML mapping; every expected failure is a one-line ``CLIError`` naming the file."""
+    import yaml
+    from cgrseg.cli import CLIError
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CLIError(f'{path}: {what} not found') from None
+    except OSError as err:
+        raise CLIError(f'{path}: cannot read {what}: {err.strerror}') from None
+    except yaml.YAMLError as err:
+        raise CLIError(f'{path}: {what} is not valid YAML: {" ".join(str(err).split())}') from None
+    if not isinstance(data, dict):
+        raise CLIError(f'{path}: {what} must be a YAML mapping')
+    return data

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ..cli import CLIError
-from ..io import file_digests, write_text  # noqa: F401  (file_digests: used as sources.file_digests)
+from ..io import file_digests, load_yaml, write_text  # noqa: F401  (file_digests: used as sources.file_digests)
 from . import DATASETS
 
 DEFAULT = Path('configs', 'data', 'sources.yaml')
@@ -33,12 +33,7 @@ def default_path():
 def load(path=None):
     """The validated document of the data file at ``path`` (default: :func:`default_path`)."""
     path = Path(path) if path else default_path()
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise CLIError(f'{path}: cannot read: {err.strerror}') from None
-    except yaml.YAMLError as err:
-        raise CLIError(f'{path}: not valid YAML ({str(err).splitlines()[0]})') from None
+    doc = load_yaml(path, 'data file')
     _check_document(doc, path)
     return doc
 

@@ -83,7 +83,7 @@ def _judged(args):
 
 
 def _table_params(path):
-    from cgrseg.tables.paper import load_yaml
+    from cgrseg.io import load_yaml
 
     tables = load_yaml(path, 'params').get('tables') or {}
     if not isinstance(tables, dict):

@@ -8,7 +8,8 @@ import numbers
 from pathlib import Path
 
 from cgrseg.cli import CLIError
-from cgrseg.tables.paper import MIOU_MODES, load_yaml
+from cgrseg.io import load_yaml
+from cgrseg.tables.paper import MIOU_MODES
 
 
 def model_name(variant):

@@ -1,27 +1,11 @@
 """Load and check ``configs/paper/results.yaml``: the published numbers and their sources."""
 import numbers
-from pathlib import Path
-
-import yaml
 
 from cgrseg.cli import CLIError
+from cgrseg.io import load_yaml
 
 COLUMNS = ('mIoU', 'params_M', 'gflops', 'img_per_s')
 MIOU_MODES = ('ss', 'ms_flip')
-
-
-def load_yaml(path, what):
-    """Parse a YAML mapping, turning every expected failure into a one-line CLIError."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CLIError(f'{path}: {what} not found') from None
-    except (OSError, yaml.YAMLError) as err:
-        raise CLIError(f'{path}: cannot read {what}: {" ".join(str(err).split())}') from None
-    if not isinstance(data, dict):
-        raise CLIError(f'{path}: {what} must be a YAML mapping')
-    return data
 
 
 def load_paper(path):
