@@ -6,7 +6,7 @@ import socket
 import pytest
 import yaml
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.data import download
 
 ADE = 'ADEChallengeData2016.zip'
@@ -186,7 +186,7 @@ def test_plan_url_forms():
     assert urls(download.plan(two, ['http://m/d/'])) == ['http://m/d/a.zip', 'http://m/d/b.json']
     assert urls(download.plan(two, ['b.json=file:///d/b.json'])) == ['http://x/a.zip',
                                                                       'file:///d/b.json']
-    with pytest.raises(CLIError, match='several archives'):
+    with pytest.raises(CGRSegError, match='several archives'):
         download.plan(two, ['http://m/a.zip'])
-    with pytest.raises(CLIError, match='must be http'):
+    with pytest.raises(CGRSegError, match='must be http'):
         download.plan(one, ['ftp://m/a.zip'])

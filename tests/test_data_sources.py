@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.data import labels, sources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_default_data_file_is_found_from_anywhere(tmp_path, monkeypatch):
 def test_bad_data_files_are_rejected(tmp_path, entry, problem):
     path = tmp_path / 'sources.yaml'
     path.write_text(yaml.safe_dump({'datasets': {'ade20k': entry}}))
-    with pytest.raises(CLIError, match=re.escape(problem)) as err:
+    with pytest.raises(CGRSegError, match=re.escape(problem)) as err:
         sources.load(path)
     assert str(err.value).startswith(f'{path}: datasets.ade20k: ')
 

@@ -8,7 +8,7 @@ import torch
 
 timm = pytest.importorskip('timm')
 
-from cgrseg.cli import CLIError  # noqa: E402
+from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.models.efficientformer_v2 import EfficientFormerV2  # noqa: E402
 from cgrseg.io import sha256_file  # noqa: E402
 from cgrseg.models.pretrained import convert_state_dict, prepare_pretrained  # noqa: E402
@@ -63,7 +63,7 @@ def test_original_checkpoint_format_and_record(tmp_path):
 
 
 def test_wrong_architecture_is_one_clear_error(tmp_path):
-    with pytest.raises(CLIError, match='shape'):
+    with pytest.raises(CGRSegError, match='shape'):
         convert_state_dict(random_timm('s1').state_dict(), 's2')
 
 

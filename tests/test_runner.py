@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip('mmseg')
 
 from cgrseg import cli  # noqa: E402
-from cgrseg.cli import CLIError  # noqa: E402
+from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.runner import checkpoints, config as C  # noqa: E402
 from cgrseg.runner.evaluate import is_demo, metrics_from  # noqa: E402
 from cgrseg.runner.hooks import NonFiniteLossError, NonFiniteLossHook, ResumeCheckpointHook  # noqa: E402
@@ -42,7 +42,7 @@ def test_parse_options_reads_literals_floats_and_text():
     assert opts['optimizer.lr'] == 6e-5 and opts['data.samples_per_gpu'] == 2
     assert opts['a.b'] == [1, 2] and opts['x'] == 'SyncBN'
     assert math.isnan(opts['model.decode_head.loss_decode.loss_weight'])
-    with pytest.raises(CLIError, match='KEY=VALUE'):
+    with pytest.raises(CGRSegError, match='KEY=VALUE'):
         parse_options(['lr'])
 
 
@@ -61,11 +61,11 @@ def test_cfg_options_reach_the_config():
 
 
 def test_load_config_errors_name_the_file(tmp_path):
-    with pytest.raises(CLIError, match='no such config'):
+    with pytest.raises(CGRSegError, match='no such config'):
         C.load_config(tmp_path / 'missing.py')
     bad = tmp_path / 'bad.py'
     bad.write_text("_base_ = ['nowhere.py']\n")
-    with pytest.raises(CLIError, match=f'{bad}: cannot load config'):
+    with pytest.raises(CGRSegError, match=f'{bad}: cannot load config'):
         C.load_config(bad)
 
 
@@ -79,13 +79,13 @@ def test_data_prefix_moves_every_split_and_can_move_again(ade):
 
 def test_data_prefix_refuses_a_root_outside_it(ade):
     ade.data.val.data_root = '/elsewhere/ade'
-    with pytest.raises(CLIError, match='val data_root /elsewhere/ade is not under data/prepared'):
+    with pytest.raises(CGRSegError, match='val data_root /elsewhere/ade is not under data/prepared'):
         C.set_data_prefix(ade, '/x')
 
 
 def test_check_data_names_the_missing_directory(ade, tmp_path):
     C.set_data_prefix(ade, tmp_path)
-    with pytest.raises(CLIError, match='images/training: img_dir of the train set does not exist'):
+    with pytest.raises(CGRSegError, match='images/training: img_dir of the train set does not exist'):
         C.check_data(ade, ('train',))
 
 
@@ -99,7 +99,7 @@ def test_crop_rewrites_train_and_test_scales_consistently(ade, pascal):
     C.set_crop(pascal, 96)                                     # 480 -> 96: factor 1/5
     assert steps(pascal, 'train')['Resize'].img_scale == (104, 104)
     assert steps(pascal, 'test')['MultiScaleFlipAug'].img_scale == (104, 104)
-    with pytest.raises(CLIError, match='at least 32'):
+    with pytest.raises(CGRSegError, match='at least 32'):
         C.set_crop(ade, 16)
 
 
@@ -121,7 +121,7 @@ def test_iters_equal_to_the_config_change_nothing(ade):
     before = ade.pretty_text
     C.scale_schedule(ade, 160000)
     assert ade.pretty_text == before
-    with pytest.raises(CLIError):
+    with pytest.raises(CGRSegError):
         C.scale_schedule(ade, 0)
 
 
@@ -156,7 +156,7 @@ def test_resolved_text_is_loadable_and_has_no_stale_template_values(ade, tmp_pat
 def test_experiment_is_required(tmp_path):
     plain = tmp_path / 'plain.py'
     plain.write_text('x = 1\n')
-    with pytest.raises(CLIError, match='experiment=dict'):
+    with pytest.raises(CGRSegError, match='experiment=dict'):
         C.experiment(C.load_config(plain), plain)
 
 
@@ -178,9 +178,9 @@ def test_latest_checkpoint_picks_the_newest(tmp_path):
 
 
 def test_load_meta_rejects_what_is_not_a_checkpoint(tmp_path):
-    with pytest.raises(CLIError, match='cannot read checkpoint'):
+    with pytest.raises(CGRSegError, match='cannot read checkpoint'):
         checkpoints.load_meta(_touch(tmp_path / 'iter_1.pth'))
-    with pytest.raises(CLIError, match='no such checkpoint'):
+    with pytest.raises(CGRSegError, match='no such checkpoint'):
         checkpoints.load_meta(tmp_path / 'iter_2.pth')
 
 

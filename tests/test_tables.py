@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cgrseg.cli import CLIError, main
+from cgrseg.cli import main
+from cgrseg.errors import CGRSegError
 from cgrseg.tables import judge
 from cgrseg.tables.collect import collect, load_params
 from cgrseg.tables.paper import load_paper
@@ -83,7 +84,7 @@ def test_paper_file_errors_name_the_file_and_the_cell(tmp_path, edit, message):
     edit(data)
     bad = tmp_path / 'results.yaml'
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(CLIError, match=message) as err:
+    with pytest.raises(CGRSegError, match=message) as err:
         load_paper(bad)
     assert str(err.value).startswith(str(bad))
 

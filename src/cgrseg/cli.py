@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from cgrseg.errors import CGRSegError
+
 # subcommand -> module providing add_parser()
 COMMANDS = {
     'synth': 'cgrseg.data.cli',
@@ -22,10 +24,6 @@ COMMANDS = {
     'diff': 'cgrseg.tables.cli',
     'figure': 'cgrseg.tables.cli',
 }
-
-
-class CLIError(Exception):
-    """An expected failure: printed as one line ``cgrseg <cmd>: error: <message>``, exit 2."""
 
 
 def build_parser(only=None):
@@ -50,12 +48,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except CLIError as err:
+    except CGRSegError as err:  # the domain's expected failures: one line, exit 2
         print(f'cgrseg {args.command}: error: {err}', file=sys.stderr)
         return 2
 
 
 if __name__ == '__main__':
-    # run through the package module so CLIError raised by subcommands is this same class
+    # run through the package module so that its error type is the one the subcommands raise
     from cgrseg.cli import main as package_main
     sys.exit(package_main())

@@ -72,18 +72,18 @@ def sha256_file(path):
 
 
 def load_yaml(path, what):
-    """Parse a YAML mapping; every expected failure is a one-line ``CLIError`` naming the file."""
+    """Parse a YAML mapping; every expected failure is a one-line ``CGRSegError`` naming the file."""
     import yaml
-    from cgrseg.cli import CLIError
+    from cgrseg.errors import CGRSegError
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise CLIError(f'{path}: {what} not found') from None
+        raise CGRSegError(f'{path}: {what} not found') from None
     except OSError as err:
-        raise CLIError(f'{path}: cannot read {what}: {err.strerror}') from None
+        raise CGRSegError(f'{path}: cannot read {what}: {err.strerror}') from None
     except yaml.YAMLError as err:
-        raise CLIError(f'{path}: {what} is not valid YAML: {" ".join(str(err).split())}') from None
+        raise CGRSegError(f'{path}: {what} is not valid YAML: {" ".join(str(err).split())}') from None
     if not isinstance(data, dict):
-        raise CLIError(f'{path}: {what} must be a YAML mapping')
+        raise CGRSegError(f'{path}: {what} must be a YAML mapping')
     return data

@@ -6,7 +6,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from . import common
 from .labels import ADE20K_NUM_CLASSES
 
@@ -43,11 +43,11 @@ def _pairs(path, names, split):
     images = _stems(names, f'{PREFIX}images/{folder}/', '.jpg')
     labels = _stems(names, f'{PREFIX}annotations/{folder}/', '.png')
     if not images:
-        raise CLIError(f'{path}: no {PREFIX}images/{folder}/*.jpg -- not the ADEChallengeData2016 '
+        raise CGRSegError(f'{path}: no {PREFIX}images/{folder}/*.jpg -- not the ADEChallengeData2016 '
                        'archive')
     for stem in sorted(images ^ labels):
         kind = 'annotation' if stem in images else 'image'
-        raise CLIError(f'{path}: {folder}/{stem} has no {kind}')
+        raise CGRSegError(f'{path}: {folder}/{stem} has no {kind}')
     return [(split, f'{path.name}:{folder}/{stem}', folder, stem) for stem in sorted(images)]
 
 
@@ -65,7 +65,7 @@ def _copy_pair(task):
     width, height = common.image_size(image, f'{name}.jpg')
     labels = _labels(label_bytes, f'{name}.png')
     if labels.shape != (height, width):
-        raise CLIError(f'{name}.png: {labels.shape[1]}x{labels.shape[0]} labels for a '
+        raise CGRSegError(f'{name}.png: {labels.shape[1]}x{labels.shape[0]} labels for a '
                        f'{width}x{height} image')
     common.write_bytes(root / 'images' / folder / f'{stem}.jpg', image)
     common.write_bytes(root / 'annotations' / folder / f'{stem}.png', label_bytes)
@@ -75,10 +75,10 @@ def _copy_pair(task):
 def _labels(data, name):
     with Image.open(io.BytesIO(data)) as img:
         if img.mode not in ('L', 'P'):
-            raise CLIError(f'{name}: labels must be an 8-bit single-channel PNG, not mode {img.mode}')
+            raise CGRSegError(f'{name}: labels must be an 8-bit single-channel PNG, not mode {img.mode}')
         labels = np.asarray(img)
     if labels.max() > NUM_CLASSES:
-        raise CLIError(f'{name}: label {labels.max()} out of range 0..{NUM_CLASSES}')
+        raise CGRSegError(f'{name}: label {labels.max()} out of range 0..{NUM_CLASSES}')
     return labels
 
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from scipy.io import loadmat, savemat
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from . import common
 from .labels import COCO_MAX_ID, COCO_NUM_CLASSES, COCO_UNUSED_IDS, coco_stuff_lut
 
@@ -41,15 +41,15 @@ def convert(paths, root, jobs):
 def _tasks(archive, names, split):
     path, listed = archive.filename, LISTS[split]
     if listed not in names:
-        raise CLIError(f'{path}: missing split list {listed}')
+        raise CGRSegError(f'{path}: missing split list {listed}')
     ids = [line.strip() for line in common.read_member(archive, listed).decode().splitlines()]
     ids = [i for i in ids if i]
     if len(set(ids)) != len(ids):
-        raise CLIError(f'{path}: {listed} lists an image twice')
+        raise CGRSegError(f'{path}: {listed} lists an image twice')
     for stem in ids:
         for member in (f'images/{stem}.jpg', f'annotations/{stem}.mat'):
             if member not in names:
-                raise CLIError(f'{path}: {listed} lists {stem} but {member} is missing')
+                raise CGRSegError(f'{path}: {listed} lists {stem} but {member} is missing')
     return [(split, f'{path}:annotations/{stem}.mat', stem) for stem in ids]
 
 
@@ -61,7 +61,7 @@ def _convert_one(task):
     width, height = common.image_size(image, f'{archive.filename}:images/{stem}.jpg')
     raw = label_field(common.read_member(archive, f'annotations/{stem}.mat'), name)
     if raw.shape != (height, width):
-        raise CLIError(f'{name}: S is {raw.shape[1]}x{raw.shape[0]} for a {width}x{height} image')
+        raise CGRSegError(f'{name}: S is {raw.shape[1]}x{raw.shape[0]} for a {width}x{height} image')
     labels = map_labels(raw, name)
     common.write_bytes(root / 'images' / FOLDERS[split] / f'{stem}.jpg', image)
     common.write_png(root / 'annotations' / FOLDERS[split] / f'{stem}{SUFFIX}', labels)
@@ -72,15 +72,15 @@ def label_field(data, name):
     try:
         mat = loadmat(io.BytesIO(data))
     except (ValueError, TypeError, NotImplementedError, OSError) as err:
-        raise CLIError(f'{name}: not a readable MATLAB file ({err})') from None
+        raise CGRSegError(f'{name}: not a readable MATLAB file ({err})') from None
     if 'S' not in mat:
         fields = ', '.join(k for k in mat if not k.startswith('__')) or 'none'
-        raise CLIError(f'{name}: no label field S (fields: {fields})')
+        raise CGRSegError(f'{name}: no label field S (fields: {fields})')
     raw = mat['S']
     # MATLAB may store labels as double: accept whole numbers of any numeric type
     whole = raw.dtype.kind in 'iu' or (raw.dtype.kind == 'f' and np.array_equal(raw, np.round(raw)))
     if raw.ndim != 2 or not whole:
-        raise CLIError(f'{name}: S must be a 2-D map of whole-number labels, not {raw.dtype} '
+        raise CGRSegError(f'{name}: S must be a 2-D map of whole-number labels, not {raw.dtype} '
                        f'{raw.shape}')
     return raw.astype(np.int64)
 
@@ -91,7 +91,7 @@ def map_labels(raw, name):
     trained = LUT[np.where(bad, 0, raw)]
     bad |= trained < 0
     if bad.any():
-        raise CLIError(f'{name}: label id {int(raw[bad][0])} out of range (0..{COCO_MAX_ID} '
+        raise CGRSegError(f'{name}: label id {int(raw[bad][0])} out of range (0..{COCO_MAX_ID} '
                        f'without the unused ids {", ".join(map(str, COCO_UNUSED_IDS))})')
     return trained.astype(np.uint8)
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 
 # A synthetic archive carries this file (the official archives never do) at its dataset root.
 MARKER = 'CGRSEG_SYNTHETIC.json'
@@ -67,15 +67,15 @@ def collect(results):
 
 
 def guarded(fn):
-    """Report any unexpected error of a per-image task as a CLIError naming the task (task[1])."""
+    """Report any unexpected error of a per-image task as a CGRSegError naming the task (task[1])."""
     @functools.wraps(fn)   # keeps module and name, so that the pool can pickle it by reference
     def run(task):
         try:
             return fn(task)
-        except CLIError:
+        except CGRSegError:
             raise
         except Exception as err:  # noqa: BLE001 -- any decoder error means a broken input file
-            raise CLIError(f'{task[1]}: {type(err).__name__}: {err}') from None
+            raise CGRSegError(f'{task[1]}: {type(err).__name__}: {err}') from None
     return run
 
 
@@ -99,7 +99,7 @@ def image_size(data, name):
         with Image.open(io.BytesIO(data)) as img:
             return img.size
     except Exception as err:  # noqa: BLE001 -- PIL raises several unrelated types
-        raise CLIError(f'{name}: not a readable image ({err})') from None
+        raise CGRSegError(f'{name}: not a readable image ({err})') from None
 
 
 # ---------------------------------------------------------------- archives
@@ -108,16 +108,16 @@ def open_zip(path):
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise CLIError(f'{path}: not a readable zip archive ({err})') from None
+        raise CGRSegError(f'{path}: not a readable zip archive ({err})') from None
 
 
 def read_member(archive, name):
     try:
         return archive.read(name)
     except KeyError:
-        raise CLIError(f'{archive.filename}: missing {name}') from None
+        raise CGRSegError(f'{archive.filename}: missing {name}') from None
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise CLIError(f'{archive.filename}: {name} is damaged ({err})') from None
+        raise CGRSegError(f'{archive.filename}: {name} is damaged ({err})') from None
 
 
 def zip_marker(path, prefix=''):
@@ -138,7 +138,7 @@ def tar_marker(path):
                 return None
             return parse_marker(tar.extractfile(first).read(), f'{path}:{first.name}')
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise CLIError(f'{path}: not a readable tar archive ({err})') from None
+        raise CGRSegError(f'{path}: not a readable tar archive ({err})') from None
 
 
 def parse_marker(data, where):
@@ -148,7 +148,7 @@ def parse_marker(data, where):
         if sorted(counts) != ['train', 'val'] or not all(isinstance(n, int) for n in counts.values()):
             raise ValueError('counts must be {train: N, val: N}')
     except (ValueError, KeyError, TypeError) as err:
-        raise CLIError(f'{where}: broken synthetic marker ({err})') from None
+        raise CGRSegError(f'{where}: broken synthetic marker ({err})') from None
     return marker
 
 

@@ -15,7 +15,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from ..io import write_text
 from . import sources as src
 
@@ -44,11 +44,11 @@ def plan(archives, urls=(), from_dir=None):
         elif len(chosen) == 1:
             chosen = {name: value for name in chosen}
         else:
-            raise CLIError(f'--url {value}: this dataset has several archives '
+            raise CGRSegError(f'--url {value}: this dataset has several archives '
                            f'({", ".join(chosen)}); use --url NAME=URL or a folder URL ending in /')
     for name, url in chosen.items():
         if urlparse(url).scheme not in src.SCHEMES:
-            raise CLIError(f'{name}: URL {url!r} must be http://, https:// or file://')
+            raise CGRSegError(f'{name}: URL {url!r} must be http://, https:// or file://')
     return [(a, chosen[a['name']]) for a in archives]
 
 
@@ -69,12 +69,12 @@ def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60):
         except TransferError as err:
             if attempt == retries:
                 kept = f' ({part} is kept: run again to resume)' if part.exists() else ''
-                raise CLIError(f'{url}: {err}; gave up after {retries + 1} attempt(s){kept}') from None
+                raise CGRSegError(f'{url}: {err}; gave up after {retries + 1} attempt(s){kept}') from None
             print(f'{url}: {err}; retrying', file=sys.stderr)
             time.sleep(retry_wait * 2 ** attempt)
     try:
         _verify(part, archive, dest)
-    except CLIError:
+    except CGRSegError:
         part.unlink()
         raise
     os.replace(part, final)
@@ -92,7 +92,7 @@ def _verify(path, archive, dest, existing=False):
         archive = dict(archive, checksum=f'sha256:{pinned[1]}  (recorded in {record})')
     if pinned and actual[pinned[0]] != pinned[1]:
         advice = f'; delete {path} to download it again' if existing else ''
-        raise CLIError(f'{path.name}: checksum mismatch: expected {archive["checksum"]}, '
+        raise CGRSegError(f'{path.name}: checksum mismatch: expected {archive["checksum"]}, '
                        f'got {pinned[0]}:{actual[pinned[0]]}{advice}')
     if pinned is None:
         write_text(record, f'{actual["sha256"]}  {archive["name"]}\n')  # enforced later: never half-written
@@ -109,7 +109,7 @@ def _transfer(url, part, timeout):
 
 def _copy_file(source, part):
     if not source.is_file():
-        raise CLIError(f'{source}: no such file')
+        raise CGRSegError(f'{source}: no such file')
     total = source.stat().st_size
     offset = part.stat().st_size if part.exists() else 0
     offset = offset if offset <= total else 0
@@ -169,7 +169,7 @@ def _raise_for_status(url, response):
     if response.status_code in RETRY_STATUS:
         raise TransferError(f'HTTP {response.status_code} {response.reason}')
     if response.status_code >= 400:
-        raise CLIError(f'{url}: HTTP {response.status_code} {response.reason}')
+        raise CGRSegError(f'{url}: HTTP {response.status_code} {response.reason}')
 
 
 def _resumes_at(response, offset):

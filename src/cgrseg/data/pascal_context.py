@@ -15,7 +15,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from tqdm import tqdm
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from . import common
 from .labels import (
     PASCAL_CONTEXT_59_IDS,
@@ -67,19 +67,19 @@ def _extract(path, root):
                 member.name = relative
                 tar.extract(member, root, **safe)
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise CLIError(f'{path}: not a readable tar archive ({err})') from None
+        raise CGRSegError(f'{path}: not a readable tar archive ({err})') from None
     if not (root / 'JPEGImages').is_dir():
-        raise CLIError(f'{path}: no {PREFIX}JPEGImages/ -- not the VOC2010 trainval archive')
+        raise CGRSegError(f'{path}: no {PREFIX}JPEGImages/ -- not the VOC2010 trainval archive')
 
 
 def _load(path):
     try:
         doc = json.loads(Path(path).read_bytes())
     except (ValueError, OSError) as err:
-        raise CLIError(f'{path}: not readable JSON ({err})') from None
+        raise CGRSegError(f'{path}: not readable JSON ({err})') from None
     for key in ('images', 'annos_segmentation', 'categories'):
         if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
-            raise CLIError(f'{path}: no "{key}" list -- not the PASCAL in Detail trainval JSON')
+            raise CGRSegError(f'{path}: no "{key}" list -- not the PASCAL in Detail trainval JSON')
     return doc
 
 
@@ -90,7 +90,7 @@ def _tasks(doc, path, tar_path, root):
         for ann in doc['annos_segmentation']:
             category = ann['category_id']
             if category not in known or not 0 < category <= PASCAL_CONTEXT_MAX_ID:
-                raise CLIError(f'{path}: annotation {ann.get("id")} has category_id {category}, '
+                raise CGRSegError(f'{path}: annotation {ann.get("id")} has category_id {category}, '
                                f'not one of the categories (1..{PASCAL_CONTEXT_MAX_ID})')
             by_image.setdefault(ann['image_id'], []).append((category, ann['segmentation']))
         tasks = []
@@ -99,11 +99,11 @@ def _tasks(doc, path, tar_path, root):
                 continue
             file_name = img['file_name']
             if not (root / 'JPEGImages' / file_name).is_file():
-                raise CLIError(f'{path}: image {file_name} is not in {tar_path}:{PREFIX}JPEGImages')
+                raise CGRSegError(f'{path}: image {file_name} is not in {tar_path}:{PREFIX}JPEGImages')
             tasks.append((img['phase'], f'{path.name}:{file_name}', Path(file_name).stem, file_name,
                           img['height'], img['width'], by_image.get(img['image_id'], [])))
     except (KeyError, TypeError) as err:
-        raise CLIError(f'{path}: malformed entry ({type(err).__name__}: {err})') from None
+        raise CGRSegError(f'{path}: malformed entry ({type(err).__name__}: {err})') from None
     return tasks
 
 
@@ -113,7 +113,7 @@ def _convert_one(task):
     root = common.worker_root()
     with Image.open(root / 'JPEGImages' / file_name) as img:
         if img.size != (width, height):
-            raise CLIError(f'{name}: JSON says {width}x{height}, the image is '
+            raise CGRSegError(f'{name}: JSON says {width}x{height}, the image is '
                            f'{img.size[0]}x{img.size[1]}')
     categories = np.zeros((height, width), dtype=np.int16)
     for category, segmentation in annotations:
@@ -133,7 +133,7 @@ def decode(segmentation, height, width, name):
         segmentation = coco_mask.frPyObjects(segmentation, height, width)
     if not isinstance(segmentation, dict) or list(segmentation.get('size', ())) != [height, width]:
         size = segmentation.get('size') if isinstance(segmentation, dict) else None
-        raise CLIError(f'{name}: mask size {size} does not match the image ({height}x{width})')
+        raise CGRSegError(f'{name}: mask size {size} does not match the image ({height}x{width})')
     return coco_mask.decode(segmentation).astype(bool)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from ..io import atomic_dir, write_json
 from . import sources as src
 
@@ -45,7 +45,7 @@ def prepare(dataset, raw, out, sources=None, jobs=None, force=False):
         for split, count in expected.items():
             found = len(splits.get(split, {}).get('ids', ()))
             if found != count:
-                raise CLIError(f'{origins[split]}: {found} {split} images, expected {count}')
+                raise CGRSegError(f'{origins[split]}: {found} {split} images, expected {count}')
         with contextlib.suppress(FileNotFoundError):
             manifest.unlink()   # from here on the old manifest would describe new data
     write_json(manifest, _manifest(dataset, spec, marker, archives, splits, notes))
@@ -55,7 +55,7 @@ def prepare(dataset, raw, out, sources=None, jobs=None, force=False):
 def _archive(raw, dataset, name):
     path = raw / name
     if not path.is_file():
-        raise CLIError(f'{raw}: no {name} (RAW must be the folder that `cgrseg download {dataset} '
+        raise CGRSegError(f'{raw}: no {name} (RAW must be the folder that `cgrseg download {dataset} '
                        '--dest RAW` filled)')
     return path
 
@@ -88,7 +88,7 @@ def _real_counts(dataset, sources, raw, archives):
         pinned = src.parse_checksum(expected)
         got = archives.get(archive['name'])
         if pinned and got and got[pinned[0]] != pinned[1]:
-            raise CLIError(f'{archive["name"]}: checksum mismatch: expected {expected}, '
+            raise CGRSegError(f'{archive["name"]}: checksum mismatch: expected {expected}, '
                            f'got {pinned[0]}:{got[pinned[0]]}')
     return entry['counts']
 

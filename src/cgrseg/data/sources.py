@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from ..io import file_digests, load_yaml, write_text  # noqa: F401  (file_digests: used as sources.file_digests)
 from . import DATASETS
 
@@ -27,7 +27,7 @@ def default_path():
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise CLIError(f'no data file at {candidates[0]} or {candidates[1]}; pass --sources FILE')
+    raise CGRSegError(f'no data file at {candidates[0]} or {candidates[1]}; pass --sources FILE')
 
 
 def load(path=None):
@@ -42,7 +42,7 @@ def dataset_entry(doc, dataset, path='data file'):
     try:
         return doc['datasets'][dataset]
     except KeyError:
-        raise CLIError(f'{path}: no entry for dataset {dataset!r}') from None
+        raise CGRSegError(f'{path}: no entry for dataset {dataset!r}') from None
 
 
 def parse_checksum(text):
@@ -57,11 +57,11 @@ def parse_checksum(text):
 
 def _check_document(doc, path):
     if not isinstance(doc, dict) or not isinstance(doc.get('datasets'), dict):
-        raise CLIError(f'{path}: expected a mapping with a "datasets" mapping')
+        raise CGRSegError(f'{path}: expected a mapping with a "datasets" mapping')
     for name, entry in doc['datasets'].items():
         problem = _entry_problem(name, entry)
         if problem:
-            raise CLIError(f'{path}: datasets.{name}: {problem}')
+            raise CGRSegError(f'{path}: datasets.{name}: {problem}')
 
 
 def _entry_problem(name, entry):

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..cli import CLIError
+from ..errors import CGRSegError
 from ..io import write_text
 from . import sources as src
 from .prepare import module
@@ -19,7 +19,7 @@ from .prepare import module
 def split_counts(images):
     """Train/val sizes for ``--images N``: N training images, half as many (at least 2) for val."""
     if images < 1:
-        raise CLIError(f'--images must be at least 1, not {images}')
+        raise CGRSegError(f'--images must be at least 1, not {images}')
     return {'train': images, 'val': max(2, (images + 1) // 2)}
 
 

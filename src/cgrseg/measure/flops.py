@@ -82,7 +82,7 @@ def mmcv_flops(model, shape):
 
 def measure(config, height, width):
     from cgrseg.models.build import build_model
-    from cgrseg.runner.config import load_config
+    from cgrseg.config import load_config
     cfg = load_config(config)
     model = build_model(cfg).eval()
     shape = (3, height, width)

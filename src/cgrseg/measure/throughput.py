@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import write_json
 
 
@@ -21,7 +21,7 @@ def resolve_device(name):
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda') and not torch.cuda.is_available():
-        raise CLIError(f'--device {name}: no CUDA device is available here')
+        raise CGRSegError(f'--device {name}: no CUDA device is available here')
     return torch.device(name)
 
 
@@ -48,12 +48,12 @@ def timed_runs(fn, device, warmup, repeats, iters):
 
 def measure(config, height, width, device='auto', batch_size=1, dtype='float32', warmup=10, repeats=10, iters=20):
     from cgrseg.models.build import build_model
-    from cgrseg.runner.config import load_config
+    from cgrseg.config import load_config
     from cgrseg.measure.flops import dataset_of, model_name, variant_of
     cfg = load_config(config)
     dev = resolve_device(device)
     if dtype == 'float16' and dev.type != 'cuda':
-        raise CLIError('--dtype float16 needs a CUDA device (autocast)')
+        raise CGRSegError('--dtype float16 needs a CUDA device (autocast)')
     model = build_model(cfg).eval().to(dev)
     x = torch.randn(batch_size, 3, height, width, device=dev)
 

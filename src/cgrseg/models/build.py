@@ -1,7 +1,7 @@
 """Build a segmentor from an mmseg config for inference and measurement."""
 from pathlib import Path
 
-from cgrseg.runner.config import load_config
+from cgrseg.config import load_config
 
 
 def build_model(config):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import atomic_path, sha256_file, write_json
 
 HUB_REPO = 'timm/efficientformerv2_{arch}.snap_dist_in1k'
@@ -76,17 +76,17 @@ def convert_state_dict(state_dict, arch):
         if new is None:
             continue
         if new not in target:
-            raise CLIError(f'unexpected key {key!r} (as {new!r}) for EfficientFormerV2-{arch.upper()}')
+            raise CGRSegError(f'unexpected key {key!r} (as {new!r}) for EfficientFormerV2-{arch.upper()}')
         if new.startswith('network.') and 'layer_scale' in new:
             value = value.reshape(target[new].shape)
         if tuple(value.shape) != tuple(target[new].shape):
-            raise CLIError(f'{key}: shape {tuple(value.shape)} does not fit EfficientFormerV2-{arch.upper()} '
+            raise CGRSegError(f'{key}: shape {tuple(value.shape)} does not fit EfficientFormerV2-{arch.upper()} '
                            f'{new} {tuple(target[new].shape)}: wrong architecture?')
         out[new] = value
     needed = {k for k in target if not re.search(r'attention_bias(es_seg|_idxs)', k)}
     missing = sorted(needed - set(out))
     if missing:
-        raise CLIError(f'checkpoint lacks {len(missing)} backbone tensors of EfficientFormerV2-{arch.upper()}, '
+        raise CGRSegError(f'checkpoint lacks {len(missing)} backbone tensors of EfficientFormerV2-{arch.upper()}, '
                        f'e.g. {missing[0]}')
     return out
 
@@ -94,14 +94,14 @@ def convert_state_dict(state_dict, arch):
 def load_any(path):
     path = Path(path)
     if not path.is_file():
-        raise CLIError(f'{path}: file not found')
+        raise CGRSegError(f'{path}: file not found')
     try:
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file
             return load_file(str(path))
         ckpt = torch.load(str(path), map_location='cpu')
     except Exception as err:
-        raise CLIError(f'{path}: cannot read checkpoint: {err}') from err
+        raise CGRSegError(f'{path}: cannot read checkpoint: {err}') from err
     for key in ('state_dict', 'model', 'state_dict_ema'):
         if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
             return ckpt[key]
@@ -115,7 +115,7 @@ def download(arch):
         from huggingface_hub import hf_hub_download
         return Path(hf_hub_download(repo_id=repo, filename='model.safetensors'))
     except Exception as err:
-        raise CLIError(f'cannot download {repo} from the Hugging Face hub ({type(err).__name__}: '
+        raise CGRSegError(f'cannot download {repo} from the Hugging Face hub ({type(err).__name__}: '
                        f'{str(err).splitlines()[0] if str(err) else ""}); offline? download it elsewhere '
                        f'and pass --from FILE (timm model.safetensors or the original eformer_{arch}_450.pth)') from err
 
@@ -123,7 +123,7 @@ def download(arch):
 def prepare_pretrained(arch, out=None, source=None):
     """Write ``out`` (default ``checkpoints/efficientformerv2_{arch}.pth``) and ``out.json`` with sha256s."""
     if arch not in ARCH_NAMES:
-        raise CLIError(f'unknown arch {arch!r}; one of {", ".join(ARCH_NAMES)}')
+        raise CGRSegError(f'unknown arch {arch!r}; one of {", ".join(ARCH_NAMES)}')
     src = Path(source) if source else download(arch)
     state = convert_state_dict(load_any(src), arch)
     out = Path(out or DEFAULT_OUT.format(arch=arch))

@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 
 _ITER_CKPT = re.compile(r'iter_(\d+)\.pth$')
 
@@ -40,11 +40,11 @@ def load_meta(path):
     import torch
     path = Path(path)
     if not path.is_file():
-        raise CLIError(f'{path}: no such checkpoint')
+        raise CGRSegError(f'{path}: no such checkpoint')
     try:
         ckpt = torch.load(str(path), map_location='cpu', weights_only=False)
     except Exception as err:
-        raise CLIError(f'{path}: cannot read checkpoint: {str(err).splitlines()[0]}') from err
+        raise CGRSegError(f'{path}: cannot read checkpoint: {str(err).splitlines()[0]}') from err
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
-        raise CLIError(f'{path}: not an mmcv checkpoint (no state_dict)')
+        raise CGRSegError(f'{path}: not an mmcv checkpoint (no state_dict)')
     return ckpt.get('meta') or {}

@@ -1,10 +1,11 @@
 """Loading a CGRSeg config and the rewrites ``cgrseg train`` and ``cgrseg evaluate`` apply to it.
 
-All functions take an mmcv ``Config`` and change it in place; bad input raises ``CLIError``.
+All functions take an mmcv ``Config`` and change it in place; bad input raises ``CGRSegError``.
 """
 from pathlib import Path, PurePosixPath
 
-from cgrseg.cli import CLIError
+from cgrseg.config import load_config  # noqa: F401  (train and evaluate call it as C.load_config)
+from cgrseg.errors import CGRSegError
 
 # The prefix our configs' data roots start with (the layout `cgrseg prepare` writes).
 DEFAULT_DATA_PREFIX = 'data/prepared'
@@ -13,35 +14,12 @@ MS_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 SPLITS = ('train', 'val', 'test')
 
 
-def _first_line(err):
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
-
-
-def load_config(path, options=None):
-    """``Config.fromfile`` plus ``--cfg-options``; importing the config imports cgrseg's models."""
-    from mmcv import Config
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f'{path}: no such config file')
-    try:
-        cfg = Config.fromfile(str(path))
-    except Exception as err:  # syntax errors, missing bases, failed custom_imports
-        raise CLIError(f'{path}: cannot load config: {_first_line(err)}') from err
-    if options:
-        try:
-            cfg.merge_from_dict(options)
-        except Exception as err:
-            raise CLIError(f'{path}: bad --cfg-options {options}: {_first_line(err)}') from err
-    return cfg
-
-
 def experiment(cfg, path):
     """The ``experiment`` dict our configs carry (model, variant, dataset, paper_mode)."""
     exp = cfg.get('experiment')
     keys = ('model', 'variant', 'dataset', 'paper_mode')
     if exp is None or any(k not in exp for k in keys):
-        raise CLIError(f'{path}: config has no experiment=dict({", ".join(keys)}) entry')
+        raise CGRSegError(f'{path}: config has no experiment=dict({", ".join(keys)}) entry')
     return dict(exp)
 
 
@@ -76,7 +54,7 @@ def set_data_prefix(cfg, prefix):
         try:
             rel = PurePosixPath(root).relative_to(old)
         except ValueError:
-            raise CLIError(f'{split} data_root {root} is not under {old}; '
+            raise CGRSegError(f'{split} data_root {root} is not under {old}; '
                            f'--data-root cannot relocate it') from None
         ds['data_root'] = str(Path(prefix) / rel)
     cfg.data_prefix = str(prefix)
@@ -91,7 +69,7 @@ def check_data(cfg, splits):
                 continue
             path = root / ds[key]
             if not path.exists():
-                raise CLIError(f'{path}: {key} of the {split} set does not exist '
+                raise CGRSegError(f'{path}: {key} of the {split} set does not exist '
                                f'(run `cgrseg prepare`, or point --data-root at the prepared data)')
 
 
@@ -112,7 +90,7 @@ def train_crop(cfg):
         for step in pipeline:
             if step['type'] == 'RandomCrop':
                 return tuple(step['crop_size'])
-    raise CLIError('config has no RandomCrop step in its train pipeline')
+    raise CGRSegError('config has no RandomCrop step in its train pipeline')
 
 
 def set_crop(cfg, crop):
@@ -122,7 +100,7 @@ def set_crop(cfg, crop):
     small demo crop sees the same field of view as the paper's, only at lower resolution.
     """
     if crop < 32:
-        raise CLIError(f'--crop {crop}: must be at least 32 (the backbone downsamples by 32)')
+        raise CGRSegError(f'--crop {crop}: must be at least 32 (the backbone downsamples by 32)')
     factor = crop / train_crop(cfg)[0]
     for pipeline in _pipelines(cfg, ('train',)):
         for step in pipeline:
@@ -150,7 +128,7 @@ def scale_schedule(cfg, iters):
     and ``--iters`` equal to the config's own length changes nothing.
     """
     if iters < 1:
-        raise CLIError(f'--iters {iters}: must be at least 1')
+        raise CGRSegError(f'--iters {iters}: must be at least 1')
     factor = iters / cfg.runner['max_iters']
 
     def scaled(n):
@@ -181,7 +159,7 @@ def set_test_aug(cfg, aug):
             else:
                 step.pop('img_ratios', None)
     if not found:
-        raise CLIError('config test pipeline has no MultiScaleFlipAug step to set the test scales on')
+        raise CGRSegError('config test pipeline has no MultiScaleFlipAug step to set the test scales on')
 
 
 def pretrained_path(cfg):

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import write_json
 from cgrseg.runner.checkpoints import completed_iters
 
@@ -52,7 +52,7 @@ def load_model(cfg, checkpoint_path):
     try:
         ckpt = load_checkpoint(model, str(checkpoint_path), map_location='cpu', strict=True)
     except Exception as err:
-        raise CLIError(f'{checkpoint_path}: cannot load it into the config\'s model: '
+        raise CGRSegError(f'{checkpoint_path}: cannot load it into the config\'s model: '
                        f'{str(err).strip().splitlines()[-1]}') from err
     return model.eval(), ckpt.get('meta') or {}
 
@@ -76,7 +76,7 @@ def read_manifest(path):
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise CLIError(f'{path}: cannot read the data set manifest: {err}') from err
+        raise CGRSegError(f'{path}: cannot read the data set manifest: {err}') from err
 
 
 def is_demo(flag, manifest, meta, config_iters):
@@ -92,7 +92,7 @@ def is_demo(flag, manifest, meta, config_iters):
 def _check_inputs(args):
     for label, path in (('checkpoint', args.checkpoint), ('manifest', args.manifest)):
         if path is not None and not Path(path).is_file():
-            raise CLIError(f'{path}: no such {label} file')
+            raise CGRSegError(f'{path}: no such {label} file')
 
 
 def _test_config(args, meta):
@@ -118,7 +118,7 @@ def predict_and_score(cfg, model, device, workers):
     from mmseg.datasets import build_dataloader, build_dataset
     dataset = build_dataset(cfg.data.test)
     if len(dataset) == 0:
-        raise CLIError(f'the test set under {cfg.data.test.data_root} has no images')
+        raise CGRSegError(f'the test set under {cfg.data.test.data_root} has no images')
     loader = build_dataloader(dataset, samples_per_gpu=1, workers_per_gpu=workers, dist=False,
                               shuffle=False, persistent_workers=False)
     model.CLASSES = dataset.CLASSES

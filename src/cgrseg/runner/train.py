@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import write_text
 
 # options re-passed verbatim when the command re-launches itself (torchrun, hidden GPUs)
@@ -55,7 +55,7 @@ def parse_options(items):
     for item in items:
         key, sep, text = item.partition('=')
         if not sep or not key:
-            raise CLIError(f'--cfg-options {item!r}: expected KEY=VALUE')
+            raise CGRSegError(f'--cfg-options {item!r}: expected KEY=VALUE')
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -90,7 +90,7 @@ def _relaunch(args, prefix, extra=(), env=None):
     cmd = [*prefix, '-m', 'cgrseg.cli', *relaunch_argv(args), *extra]
     rc = subprocess.run(cmd, env=env).returncode
     if rc:
-        raise CLIError(f'training of {args.config} failed in a child process (exit code {rc}); '
+        raise CGRSegError(f'training of {args.config} failed in a child process (exit code {rc}); '
                        f'logs in {args.work_dir}')
     return 0
 
@@ -99,9 +99,9 @@ def run(args):
     cuda = _cuda_available()
     gpus = args.gpus if args.gpus is not None else int(cuda)
     if gpus < 0:
-        raise CLIError(f'--gpus {gpus}: must be 0 (CPU), 1 or more')
+        raise CGRSegError(f'--gpus {gpus}: must be 0 (CPU), 1 or more')
     if gpus > 0 and not cuda:
-        raise CLIError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
+        raise CGRSegError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
     args.gpus = gpus
     if gpus > 1 and args.launcher == 'none':
         torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
@@ -125,7 +125,7 @@ def build_config(args, gpus, distributed):
         C.scale_schedule(cfg, args.iters)
     if args.samples_per_gpu is not None:
         if args.samples_per_gpu < 1:
-            raise CLIError(f'--samples-per-gpu {args.samples_per_gpu}: must be at least 1')
+            raise CGRSegError(f'--samples-per-gpu {args.samples_per_gpu}: must be at least 1')
         cfg.data.samples_per_gpu = args.samples_per_gpu
     workers = args.workers if args.workers is not None else min(cfg.data.workers_per_gpu,
                                                                 os.cpu_count() or 1)
@@ -137,7 +137,7 @@ def build_config(args, gpus, distributed):
     else:
         path = C.pretrained_path(cfg)
         if path and not Path(path).is_file():
-            raise CLIError(f'{path}: backbone checkpoint not found; run `cgrseg pretrained` to fetch it '
+            raise CGRSegError(f'{path}: backbone checkpoint not found; run `cgrseg pretrained` to fetch it '
                            f'or pass --no-pretrained')
     C.check_data(cfg, ('train',) if args.no_validate else ('train', 'val'))
     cfg.work_dir = str(args.work_dir)
@@ -192,7 +192,7 @@ def train(args, gpus, distributed):
 
     datasets = [build_dataset(cfg.data.train)]
     if len(datasets[0]) < cfg.data.samples_per_gpu:
-        raise CLIError(f'{args.config}: the train set has {len(datasets[0])} images, fewer than one '
+        raise CGRSegError(f'{args.config}: the train set has {len(datasets[0])} images, fewer than one '
                        f'batch of {cfg.data.samples_per_gpu}')
     model = build_segmentor(cfg.model, train_cfg=cfg.get('train_cfg'), test_cfg=cfg.get('test_cfg'))
     model.init_weights()
@@ -208,10 +208,10 @@ def train(args, gpus, distributed):
         train_segmentor(model, datasets, cfg, distributed=distributed,
                         validate=not args.no_validate, timestamp=timestamp, meta=meta)
     except hooks.NonFiniteLossError as err:
-        raise CLIError(f'{args.config}: training diverged: {err}; stopped before applying that step '
+        raise CGRSegError(f'{args.config}: training diverged: {err}; stopped before applying that step '
                        f'(earlier checkpoints, if any, are in {work_dir})') from None
     if rank == 0 and not (work_dir / 'latest.pth').exists():
-        raise CLIError(f'{work_dir}/latest.pth was not written (is checkpoint_config disabled?)')
+        raise CGRSegError(f'{work_dir}/latest.pth was not written (is checkpoint_config disabled?)')
     return 0
 
 

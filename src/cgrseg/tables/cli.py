@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import atomic_dir, atomic_path, write_json
 
 PAPER = 'configs/paper/results.yaml'
@@ -87,7 +87,7 @@ def _table_params(path):
 
     tables = load_yaml(path, 'params').get('tables') or {}
     if not isinstance(tables, dict):
-        raise CLIError(f'{path}: "tables" must be a mapping')
+        raise CGRSegError(f'{path}: "tables" must be a mapping')
     return tables
 
 
@@ -106,7 +106,7 @@ def run_tables(args):
     if formats is None and args.params:
         formats = _table_params(args.params).get('formats')
         if not isinstance(formats, list) or not set(formats) <= set(FORMATS) or not formats:
-            raise CLIError(f'{args.params}: tables.formats must be a list drawn from '
+            raise CGRSegError(f'{args.params}: tables.formats must be a list drawn from '
                            f'{", ".join(FORMATS)}')
     paper, cells = _judged(args)
     with atomic_dir(args.out) as tmp:

@@ -7,7 +7,7 @@ import json
 import numbers
 from pathlib import Path
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import load_yaml
 from cgrseg.tables.paper import MIOU_MODES
 
@@ -35,12 +35,12 @@ def load_params(path):
     params = load_yaml(path, 'params')
     for name in ('datasets', 'variants'):
         if not isinstance(params.get(name), list) or not params[name]:
-            raise CLIError(f'{path}: "{name}" must be a non-empty list')
+            raise CGRSegError(f'{path}: "{name}" must be a non-empty list')
     shapes = params.get('measure_shape')
     for dataset in params['datasets']:
         shape = shapes.get(dataset) if isinstance(shapes, dict) else None
         if not _is_shape(shape, 2):
-            raise CLIError(f'{path}: measure_shape.{dataset} must be [H, W]')
+            raise CGRSegError(f'{path}: measure_shape.{dataset} must be [H, W]')
     return params
 
 
@@ -68,9 +68,9 @@ def _read_json(path):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise CLIError(f'{path}: not valid JSON ({err})') from None
+        raise CGRSegError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(doc, dict):
-        raise CLIError(f'{path}: must hold a JSON object')
+        raise CGRSegError(f'{path}: must hold a JSON object')
     return doc
 
 
@@ -79,7 +79,7 @@ def _check_identity(path, doc, dataset, variant):
     for field, expected in (('dataset', dataset), ('variant', variant),
                             ('model', model_name(variant))):
         if field in doc and doc[field] != expected:
-            raise CLIError(f'{path}: "{field}" is {doc[field]!r} but the path says {expected!r}')
+            raise CGRSegError(f'{path}: "{field}" is {doc[field]!r} but the path says {expected!r}')
 
 
 def _number(path, doc, *fields):
@@ -87,7 +87,7 @@ def _number(path, doc, *fields):
     for field in fields:
         value = value.get(field) if isinstance(value, dict) else None
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise CLIError(f'{path}: "{".".join(fields)}" must be a number, got {value!r}')
+        raise CGRSegError(f'{path}: "{".".join(fields)}" must be a number, got {value!r}')
     return float(value)
 
 
@@ -99,9 +99,9 @@ def _is_shape(shape, length):
 def _from_metrics(path, doc, hw):
     mode = doc.get('mode')
     if mode not in MIOU_MODES:
-        raise CLIError(f'{path}: "mode" must be one of {", ".join(MIOU_MODES)}, got {mode!r}')
+        raise CGRSegError(f'{path}: "mode" must be one of {", ".join(MIOU_MODES)}, got {mode!r}')
     if not isinstance(doc.get('demo'), bool):
-        raise CLIError(f'{path}: "demo" must be true or false')
+        raise CGRSegError(f'{path}: "demo" must be true or false')
     out = {'mIoU': _number(path, doc, 'mIoU')}
     for name in ('mAcc', 'aAcc'):
         if doc.get(name) is not None:
@@ -116,9 +116,9 @@ def _from_metrics(path, doc, hw):
 def _from_flops(path, doc, hw):
     shape = doc.get('input_shape')
     if not _is_shape(shape, 3):
-        raise CLIError(f'{path}: "input_shape" must be [C, H, W], got {shape!r}')
+        raise CGRSegError(f'{path}: "input_shape" must be [C, H, W], got {shape!r}')
     if shape[1:] != list(hw):
-        raise CLIError(f'{path}: measured at {shape[1]}x{shape[2]} but params.yaml measure_shape '
+        raise CGRSegError(f'{path}: measured at {shape[1]}x{shape[2]} but params.yaml measure_shape '
                        f'asks for {hw[0]}x{hw[1]}; re-run cgrseg flops')
     return {
         'params_M': _number(path, doc, 'params_M'),
@@ -131,10 +131,10 @@ def _from_flops(path, doc, hw):
 def _from_throughput(path, doc, hw):
     out = {'img_per_s': _number(path, doc, 'img_per_s')}
     if doc.get('device') not in ('cuda', 'cpu'):
-        raise CLIError(f'{path}: "device" must be "cuda" or "cpu", got {doc.get("device")!r}')
+        raise CGRSegError(f'{path}: "device" must be "cuda" or "cpu", got {doc.get("device")!r}')
     out['throughput_device'] = doc['device']
     if not isinstance(doc.get('device_name'), str) or not doc['device_name']:
-        raise CLIError(f'{path}: "device_name" must be a non-empty string')
+        raise CGRSegError(f'{path}: "device_name" must be a non-empty string')
     out['throughput_device_name'] = doc['device_name']
     if isinstance(doc.get('batch_size'), int):
         out['throughput_batch_size'] = doc['batch_size']
@@ -152,9 +152,9 @@ def load_metrics(path):
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CLIError(f'{path}: metrics not found (run cgrseg collect first)') from None
+        raise CGRSegError(f'{path}: metrics not found (run cgrseg collect first)') from None
     except (OSError, ValueError) as err:
-        raise CLIError(f'{path}: not valid JSON ({err})') from None
+        raise CGRSegError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(doc, dict):
-        raise CLIError(f'{path}: must hold a JSON object of "dataset.model.name" keys')
+        raise CGRSegError(f'{path}: must hold a JSON object of "dataset.model.name" keys')
     return doc

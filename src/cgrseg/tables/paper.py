@@ -1,7 +1,7 @@
 """Load and check ``configs/paper/results.yaml``: the published numbers and their sources."""
 import numbers
 
-from cgrseg.cli import CLIError
+from cgrseg.errors import CGRSegError
 from cgrseg.io import load_yaml
 
 COLUMNS = ('mIoU', 'params_M', 'gflops', 'img_per_s')
@@ -13,7 +13,7 @@ def load_paper(path):
     data = load_yaml(path, 'paper results')
     problem = _check_paper(data)
     if problem:
-        raise CLIError(f'{path}: {problem}')
+        raise CGRSegError(f'{path}: {problem}')
     return data
 
 

@@ -1,0 +1,10 @@
+"""The domain's one expected-failure type.
+
+Every layer (data, models, runner, measure, tables) raises ``CGRSegError`` for bad input or an
+unusable environment; its message names the file and the problem. Only the command line
+(``cgrseg.cli``) turns it into ``cgrseg <cmd>: error: <message>`` and exit code 2.
+"""
+
+
+class CGRSegError(Exception):
+    """An expected failure, reported as one line naming the file and the problem."""
