@@ -42,7 +42,7 @@ def test_exactly_the_nine_configs_exist():
 @pytest.mark.parametrize('variant,suffix', CONFIGS)
 def test_config_starts_with_custom_imports(variant, suffix):
     first = config_path(variant, suffix).read_text().splitlines()[0]
-    assert first == "custom_imports = dict(imports=['cgrseg'], allow_failed_imports=False)"
+    assert first == "custom_imports = dict(imports=['cgrseg.models'], allow_failed_imports=False)"
 
 
 @pytest.mark.parametrize('variant,suffix', CONFIGS)

@@ -1,25 +1,30 @@
-"""`import cgrseg` registers the model in mmseg, without importing torch for light commands."""
+"""Registration follows mmseg's convention: configs name `cgrseg.models` in `custom_imports`."""
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(code):
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 
 
-def test_cgrseg_first_then_mmseg():
-    out = run('import sys, cgrseg; print("torch" in sys.modules); '
-              'from mmseg.models.builder import BACKBONES, HEADS; '
-              'print("EfficientFormerV2" in BACKBONES.module_dict, "CGRSegHead" in HEADS.module_dict)')
-    assert out == ['False', 'True', 'True']
+def test_import_cgrseg_is_light():
+    out = run('import sys, cgrseg, cgrseg.cli, cgrseg.tables.cli, cgrseg.data.cli; '
+              'print("torch" in sys.modules, "mmseg" in sys.modules, "mmcv" in sys.modules)')
+    assert out == ['False', 'False', 'False']
 
 
-def test_mmseg_first_then_cgrseg():
-    out = run('import mmseg.models; from mmseg.models.builder import HEADS; print("CGRSeg" in HEADS.module_dict); '
-              'import cgrseg; print("CGRSeg" in HEADS.module_dict)')
-    assert out == ['False', 'True']
+def test_importing_cgrseg_models_registers_it():
+    out = run('from mmseg.models.builder import BACKBONES, HEADS; '
+              'print("EfficientFormerV2" in BACKBONES.module_dict, "CGRSeg" in HEADS.module_dict); '
+              'import cgrseg.models; '
+              'print("EfficientFormerV2" in BACKBONES.module_dict, "CGRSegHead" in HEADS.module_dict, '
+              '"CGRSeg" in HEADS.module_dict)')
+    assert out == ['False', 'False', 'True', 'True', 'True']
 
 
 def test_config_custom_imports_build_the_model():

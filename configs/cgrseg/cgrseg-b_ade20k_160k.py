@@ -1,4 +1,4 @@
-custom_imports = dict(imports=['cgrseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['cgrseg.models'], allow_failed_imports=False)
 # CGRSeg-B (EfficientFormerV2-S2) on ADE20K: 150 classes, 160k iterations, 512x512 crops.
 # Where the values come from (each base file cites its sources line by line):
 #   model    ../_base_/models/cgrseg-b.py                 official CGRSeg-B config

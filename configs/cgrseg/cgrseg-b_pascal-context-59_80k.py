@@ -1,4 +1,4 @@
-custom_imports = dict(imports=['cgrseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['cgrseg.models'], allow_failed_imports=False)
 # CGRSeg-B (EfficientFormerV2-S2) on Pascal Context 59: 59 classes, 80k iterations, 480x480 crops.
 # Where the values come from (each base file cites its sources line by line):
 #   model    ../_base_/models/cgrseg-b.py                 official CGRSeg-B config
