@@ -1,6 +1,7 @@
 """cgrseg collect / tables / diff / figure on the fixture results in tests/fixtures/metrics."""
 import copy
 import re
+import statistics
 import json
 from pathlib import Path
 
@@ -494,3 +495,189 @@ def test_cpu_throughput_says_at_what_input_it_was_measured(paper):
                     throughput_batch_size=1, throughput_input='64x64')
     assert cell['status'] == judge.OTHER_DEVICE
     assert cell['reason'] == 'measured on CPU (x86_64, input 64x64): never compared'
+
+
+# --- seeds ------------------------------------------------------------------------------------
+
+def add_run(results, dataset, variant, seed, **changes):
+    src = results / 'runs' / dataset / f'cgrseg-{variant}' / 'seed0' / 'metrics.json'
+    dst = src.parents[1] / f'seed{seed}' / 'metrics.json'
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps({**json.loads(src.read_text()), **changes}))
+
+
+def seeds_params(tmp_path, seeds):
+    params = yaml.safe_load((FIXTURE / 'params.yaml').read_text())
+    params['seeds'] = seeds
+    path = tmp_path / 'params.yaml'
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_seeds_give_mean_and_sample_std_and_the_mean_is_judged(tmp_path, paper):
+    results = copy_results(tmp_path)
+    add_run(results, 'ade20k', 't', 1, mIoU=43.21)
+    add_run(results, 'ade20k', 't', 2, mIoU=43.41)
+    metrics = collect(load_params(seeds_params(tmp_path, [0, 1, 2])), results)
+    assert metrics['ade20k.cgrseg-t.mIoU'] == pytest.approx(43.4433, abs=1e-4)
+    assert metrics['ade20k.cgrseg-t.mIoU_std'] == pytest.approx(
+        statistics.stdev([43.71, 43.21, 43.41]), abs=1e-4)
+    assert (metrics['ade20k.cgrseg-t.mIoU_n'], metrics['ade20k.cgrseg-t.mIoU_seeds']) == (3, 3)
+    assert metrics['ade20k.cgrseg-t.mIoU_seed1'] == 43.21
+    cells = by_cell(judge.judge_all(paper, metrics))
+    cell = cells[('ade20k', 't', 'mIoU')]
+    assert cell['status'] == judge.WITHIN and cell['reason'] == 'mean of 3 seeds, std 0.25'
+    assert cell['mIoU_runs'] == {'seed0': 43.71, 'seed1': 43.21, 'seed2': 43.41}
+    from cgrseg.tables.render import ours_text
+    assert ours_text(cell) == '43.44 ± 0.25 (n=3)'  # sample std 0.2517
+    # a seed still missing: shown, not judged
+    partial = cells[('ade20k', 'b', 'mIoU')]
+    assert partial['status'] == judge.PENDING and partial['reason'].startswith('1 of 3 seeds')
+    assert ours_text(partial) == '44.85 (n=1) (pending)'
+
+
+def test_the_seeds_of_one_model_must_share_a_protocol(tmp_path, capsys):
+    results = copy_results(tmp_path)
+    add_run(results, 'pascal_context', 't', 1, mode='ms_flip')
+    out = tmp_path / 'metrics.json'
+    code = run('collect', '--params', seeds_params(tmp_path, [0, 1]), '--results', results,
+               '--out', out)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and not out.exists()
+    assert 'seed1/metrics.json: "mIoU_mode" is \'ms_flip\' but' in err[0]
+
+
+def test_collect_takes_the_effective_params_as_json(tmp_path, metrics):
+    params = yaml.safe_load((FIXTURE / 'params.yaml').read_text())
+    out = tmp_path / 'metrics.json'
+    assert run('collect', '--params-json', json.dumps(params), '--results', FIXTURE / 'results',
+               '--out', out) == 0
+    assert json.loads(out.read_text()) == metrics
+    params['measure_shape']['pascal_context'] = [512, 512]  # an override must reach collect
+    assert run('collect', '--params-json', json.dumps(params), '--results', FIXTURE / 'results',
+               '--out', out) == 2
+
+
+@pytest.mark.parametrize('params, message', [
+    ({'seeds': 'abc'}, "seeds: 'abc' is not of type 'array'"),
+    ({'measure_shape': {'ade20k': 512}}, "measure_shape.ade20k: 512 is not of type 'array'"),
+    ({'judged_complexity': None}, "judged_complexity: None is not of type 'object'"),
+])
+def test_collect_names_a_bad_params_key(tmp_path, capsys, params, message):
+    doc = {**yaml.safe_load((FIXTURE / 'params.yaml').read_text()), **params}
+    out = tmp_path / 'metrics.json'
+    assert run('collect', '--params-json', json.dumps(doc), '--results', FIXTURE / 'results',
+               '--out', out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'cgrseg collect: error: params (--params-json): {message}']
+
+
+# --- what tables/diff/figure accept -----------------------------------------------------------
+
+@pytest.mark.parametrize('change, message', [
+    (lambda t: t.replace('43.71', 'NaN', 1), 'NaN is not a JSON number'),
+    (lambda t: t.replace('43.71', '-Infinity', 1), '-Infinity is not a JSON number'),
+    (lambda t: t.replace('43.71', '"43.71"', 1),
+     '"ade20k.cgrseg-t.mIoU" must be a number, got \'43.71\''),
+    (lambda t: t.replace('"ade20k.cgrseg-t.gflops_mmcv"', '"ade20k.cgrseg-t.unused"', 1),
+     '"ade20k.cgrseg-t.gflops" needs "ade20k.cgrseg-t.gflops_mmcv" beside it'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.demo": false', '"ade20k.cgrseg-t.demo": "no"', 1),
+     '"ade20k.cgrseg-t.demo" must be true or false'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.mIoU"', '"ade20k.mIoU"', 1),
+     'key \'ade20k.mIoU\' is not "dataset.model.name"'),
+])
+@pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
+def test_a_malformed_metrics_document_is_one_line(tmp_path, capsys, metrics, command, change,
+                                                  message):
+    bad = tmp_path / 'metrics.json'
+    bad.write_text(change(json.dumps(metrics)))
+    out = tmp_path / 'out'
+    assert run(command, '--metrics', bad, '--paper', PAPER, '--out', out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f'cgrseg {command}: error: {bad}: ')
+    assert message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
+
+
+def leaves(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path
+
+
+def test_no_edit_of_the_paper_file_gives_a_traceback(metrics, hypotheses):
+    # every leaf replaced by a wrong type, and every mapping key removed: each either loads and
+    # renders, or is one CGRSegError; nothing else may escape
+    from cgrseg.tables.diff import diff_document, diff_markdown
+    from cgrseg.tables.paper import _check_paper
+    from cgrseg.tables.render import latex, markdown
+
+    base = yaml.safe_load(PAPER.read_text())
+    edits = []
+    for path in leaves(base):
+        for wrong in (None, [1], 'x', {'a': 1}, -1):
+            edits.append((path, 'set', wrong))
+    for path in {p[:i] for p in leaves(base) for i in range(1, len(p) + 1)}:
+        if not isinstance(path[-1], int):
+            edits.append((path, 'drop', None))
+    for path, action, wrong in edits:
+        data = copy.deepcopy(base)
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        if action == 'set':
+            parent[path[-1]] = wrong
+        else:
+            del parent[path[-1]]
+        if _check_paper(data):
+            continue
+        cells = judge.judge_all(data, metrics, 'results', hypotheses)
+        diff_markdown(data, cells)
+        json.dumps(diff_document(data, cells), allow_nan=False)
+        for dataset, table in data['tables'].items():
+            mine = [c for c in cells if c['dataset'] == dataset]
+            markdown(mine, table, dataset)
+            latex(mine, table, dataset)
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 kB tmpfs with one page left free; needs root (CI runs the suite as root)."""
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip('mounting a small tmpfs to fill needs root')
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip('cannot mount a tmpfs here (no CAP_SYS_ADMIN)')
+    try:
+        (disk / 'filler').write_bytes(b'\0' * (60 * 1024))
+        yield disk
+    finally:
+        subprocess.run(['umount', str(disk)], check=True)
+
+
+@pytest.mark.parametrize('command', ['collect', 'tables', 'diff', 'figure'])
+def test_a_full_disk_is_one_line_and_leaves_nothing(full_disk, metrics_file, capsys, command):
+    if command == 'collect':
+        out = full_disk / 'metrics.json'
+        argv = ['collect', '--params', FIXTURE / 'params.yaml', '--results', FIXTURE / 'results']
+        named = out
+    else:
+        out = full_disk / {'tables': 'tables', 'diff': 'diff', 'figure': 'fig'}[command]
+        argv = [command, '--metrics', metrics_file, '--paper', PAPER]
+        named = {'tables': out, 'diff': f'{out}.md, {out}.json',
+                 'figure': f'{out}.png, {out}.pdf'}[command]
+    assert run(*argv, '--out', out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'cgrseg {command}: error: {named}: cannot write: No space left on device']
+    assert sorted(p.name for p in full_disk.iterdir()) == ['filler']

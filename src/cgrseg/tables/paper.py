@@ -61,7 +61,7 @@ def _check_table(table, columns, sources):
     cols = table.get('columns')
     if not isinstance(cols, list) or not cols:
         return 'missing "columns" list'
-    unknown = [c for c in cols if c not in columns]
+    unknown = [c for c in cols if not isinstance(c, str) or c not in columns]
     if unknown:
         return f'columns {unknown} have no entry under the top-level "columns"'
     if table.get('mIoU_mode') not in MIOU_MODES:
