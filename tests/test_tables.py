@@ -681,3 +681,19 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(full_disk, metrics_file, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'cgrseg {command}: error: {named}: cannot write: No space left on device']
     assert sorted(p.name for p in full_disk.iterdir()) == ['filler']
+
+
+@pytest.mark.parametrize('command, tables, message', [
+    ('tables', '{formats: [pdf]}', "tables.formats.0: 'pdf' is not one of ['md', 'csv', 'tex']"),
+    ('tables', '[md]', "tables: ['md'] is not of type 'object'"),
+    ('diff', '{formats: [md], strict: maybe}', "tables.strict: 'maybe' is not of type 'boolean'"),
+])
+def test_bad_tables_params_are_one_line(tmp_path, capsys, metrics_file, command, tables, message):
+    params = tmp_path / 'params.yaml'
+    params.write_text(f'tables: {tables}\n')
+    out = tmp_path / 'out'
+    assert run(command, '--metrics', metrics_file, '--paper', PAPER, '--params', params,
+               '--out', out) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'cgrseg {command}: error: {params}: {message}']
+    assert not list(tmp_path.glob('out*'))
