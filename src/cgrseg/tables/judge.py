@@ -30,7 +30,7 @@ def judge_all(paper, metrics, results='results', hypotheses=None):
             for column in table['columns']:
                 cell = judge_cell(paper, metrics, dataset, variant, column, results)
                 tried = _hypotheses(cell, hypotheses or {}, metrics, paper, results)
-                if tried:
+                if tried or cell['status'] == OUTSIDE:  # an OUTSIDE cell says what was tried
                     cell['hypotheses'] = tried
                 cells.append(cell)
     return cells
