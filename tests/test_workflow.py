@@ -169,6 +169,15 @@ def test_the_tables_get_the_effective_values():
     assert set(doc) == {'datasets', 'variants', 'seeds', 'measure_shape', 'judged_complexity'}
 
 
+def test_the_judged_dataset_at_the_judged_shape_is_measured_once():
+    outputs = wf.dataset_flops_outputs(params())
+    assert 'results/measure/judged/cgrseg-t.flops.json' in outputs
+    assert not any(o.startswith('results/measure/ade20k/') for o in outputs)
+    assert 'results/measure/pascal_context/cgrseg-l.flops.json' in outputs
+    other = params(measure_shape={**PARAMS['measure_shape'], 'ade20k': [640, 640]})
+    assert 'results/measure/ade20k/cgrseg-t.flops.json' in wf.dataset_flops_outputs(other)
+
+
 def test_hypotheses_are_measured_on_the_judged_model():
     from cgrseg.tables.hypotheses import load_hypotheses
     hyps = load_hypotheses(REPO / 'configs/paper/hypotheses.yaml')
@@ -243,14 +252,14 @@ def test_paper_profile_runs_9_trainings_and_9_evaluations(paper_dag):
     assert counts['train'] == 9 and counts['evaluate'] == 9
     assert counts['pretrained'] == 3 and counts['download'] == 3 and counts['prepare'] == 3
     assert 'synth' not in counts
-    assert counts['flops'] == 9 and counts['throughput'] == 9
+    assert counts['flops'] == 6 and counts['throughput'] == 9  # ADE20K's own = the judged count
     assert counts['flops_judged'] == 3 and counts['hypothesis'] == 1
 
 
 def test_demo_profile_runs_the_whole_dag_from_synthetic_archives(demo_dag):
     counts = job_counts(demo_dag)
     assert counts == {'synth': 3, 'download': 3, 'prepare': 3, 'train': 9, 'evaluate': 9,
-                      'flops': 9, 'flops_judged': 3, 'hypothesis': 1, 'throughput': 9,
+                      'flops': 6, 'flops_judged': 3, 'hypothesis': 1, 'throughput': 9,
                       'collect': 1, 'tables': 1, 'diff': 1, 'figure': 1, 'all': 1}
     trainings = [c for c in shell_commands(demo_dag) if c.startswith('cgrseg train')]
     assert all(re.search(r'--work-dir work_dirs/\w+/cgrseg-[tbl]/seed0 .*--seed 0 ', c)

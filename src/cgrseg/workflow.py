@@ -136,6 +136,15 @@ def flops_shape(config, dataset):
     return f'{height} {width}'
 
 
+def dataset_flops_outputs(config, results='results'):
+    """The per-dataset flops files collect reads: the judged dataset at the judged shape is
+    measured once, by flops_judged."""
+    from cgrseg.tables.collect import dataset_flops_path
+    return [str(dataset_flops_path(results, d, v, config['judged_complexity'],
+                                   config['measure_shape'][d]))
+            for d in config['datasets'] for v in config['variants']]
+
+
 def judged_config(config, variant):
     """The model whose params/GFLOPs every table judges (params.yaml judged_complexity)."""
     return model_config(config, variant, config['judged_complexity']['dataset'])

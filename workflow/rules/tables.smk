@@ -10,7 +10,8 @@ localrules:
 rule collect:
     input:
         expand(f"results/runs/{RUN}/metrics.json", dataset=DATASETS, variant=VARIANTS, seed=SEEDS),
-        expand("results/measure/{model}.{kind}.json", model=expand(MODEL, dataset=DATASETS, variant=VARIANTS), kind=["flops", "throughput"]),
+        expand("results/measure/{model}.throughput.json", model=expand(MODEL, dataset=DATASETS, variant=VARIANTS)),
+        wf.dataset_flops_outputs(config),
         expand("results/measure/judged/cgrseg-{variant}.flops.json", variant=VARIANTS),
         expand("results/measure/hypotheses/{hypothesis}.flops.json", hypothesis=list(HYPOTHESES)),
         hypotheses=HYPOTHESES_FILE,

@@ -78,6 +78,14 @@ def judged_path(results, variant):
     return Path(results) / 'measure' / 'judged' / f'{model_name(variant)}.flops.json'
 
 
+def dataset_flops_path(results, dataset, variant, judged, shape):
+    """The count of the dataset's own model; for the judged dataset at the judged shape that is
+    the judged measurement itself (one job, not two)."""
+    if dataset == judged['dataset'] and list(shape) == list(judged['shape']):
+        return judged_path(results, variant)
+    return result_paths(results, dataset, variant)['flops']
+
+
 def load_params(source):
     """The params.yaml keys collect reads, checked: from a file (DVC) or a mapping (Snakemake's
     effective values, after --config)."""
@@ -149,10 +157,11 @@ def _complexity(results, dataset, variant, judged, shape):
             'flops_dataset': judged['dataset'], 'flops_classes': flops['num_classes'],
             'gflops_mmcv': flops['mmcv'], 'gflops_conv_linear_macs': flops['conv_linear_macs'],
         })
-    doc = _read_json(paths['flops'])
+    path = dataset_flops_path(results, dataset, variant, judged, shape)
+    doc = _read_json(path)
     if doc is not None:
-        _check_identity(paths['flops'], doc, dataset, variant)
-        flops = _from_flops(paths['flops'], doc, shape, f'measure_shape.{dataset}')
+        _check_identity(path, doc, dataset, variant)
+        flops = _from_flops(path, doc, shape, f'measure_shape.{dataset}')
         out.update({'params_M_dataset': flops['params_M'],
                     'gflops_dataset': flops[judged['gflops']],
                     'flops_input_dataset': flops['input'],
