@@ -1,5 +1,7 @@
 """cgrseg collect / tables / diff / figure on the fixture results in tests/fixtures/metrics."""
 import copy
+import re
+import statistics
 import json
 from pathlib import Path
 
@@ -11,10 +13,12 @@ from cgrseg.cli import main
 from cgrseg.errors import CGRSegError
 from cgrseg.tables import judge
 from cgrseg.tables.collect import collect, load_params
+from cgrseg.tables.hypotheses import load_hypotheses
 from cgrseg.tables.paper import load_paper
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / 'configs' / 'paper' / 'results.yaml'
+HYPOTHESES = ROOT / 'configs' / 'paper' / 'hypotheses.yaml'
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'metrics'
 
 
@@ -24,8 +28,13 @@ def paper():
 
 
 @pytest.fixture(scope='module')
-def metrics():
-    return collect(load_params(FIXTURE / 'params.yaml'), FIXTURE / 'results')
+def hypotheses():
+    return load_hypotheses(HYPOTHESES)
+
+
+@pytest.fixture(scope='module')
+def metrics(hypotheses):
+    return collect(load_params(FIXTURE / 'params.yaml'), FIXTURE / 'results', hypotheses)
 
 
 @pytest.fixture
@@ -40,7 +49,10 @@ def by_cell(cells):
 
 
 def run(*argv):
-    return main([str(a) for a in argv])
+    argv = [str(a) for a in argv]
+    if argv[0] in ('collect', 'tables', 'diff', 'figure') and '--hypotheses' not in argv:
+        argv += ['--hypotheses', str(HYPOTHESES)]
+    return main(argv)
 
 
 # --- the paper file ---------------------------------------------------------------------------
@@ -78,13 +90,27 @@ def test_paper_file_cites_not_found_for_every_unknown(paper):
      'rows.b.gflops: value must be a number or null'),
     (lambda d: d['columns']['mIoU'].update(tolerance={'abs': -1}), 'non-negative'),
     (lambda d: d['tables']['coco_stuff10k'].update(mIoU_mode='ms'), 'mIoU_mode'),
+    (lambda d: d['tables']['ade20k'].pop('title'), 'tables.ade20k: missing "title"'),
+    (lambda d: d['tables']['ade20k']['rows']['t']['mIoU'].pop('source'),
+     'rows.t.mIoU: must be {value: ..., source: ...}'),
+    (lambda d: d['tables']['ade20k']['rows']['t']['mIoU'].update(source=7),
+     'rows.t.mIoU: source must be a source name'),
+    (lambda d: d['sources']['readme'].pop('cite'), 'sources.readme: must be a mapping with a "cite"'),
+    (lambda d: d['tables']['ade20k']['rows']['l']['params_M'].update(value=[35.7]),
+     'rows.l.params_M: value must be a number or null, got [35.7]'),
+    (lambda d: d['columns']['mIoU'].update(tolerance={'abs': [0.5]}), 'non-negative number'),
+    (lambda d: d['tables']['ade20k']['gflops_input'].update(value=512),
+     'gflops_input: value must be [H, W] or null'),
+    (lambda d: d['tables']['ade20k']['throughput']['batch_size'].update(value=[1]),
+     'throughput.batch_size: value must be a positive integer or null'),
+    (lambda d: d['tables']['ade20k']['rows'].update(x=None), 'rows.x: unknown variant'),
 ])
 def test_paper_file_errors_name_the_file_and_the_cell(tmp_path, edit, message):
     data = yaml.safe_load(PAPER.read_text())
     edit(data)
     bad = tmp_path / 'results.yaml'
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(CGRSegError, match=message) as err:
+    with pytest.raises(CGRSegError, match=re.escape(message)) as err:
         load_paper(bad)
     assert str(err.value).startswith(str(bad))
 
@@ -94,11 +120,10 @@ def test_paper_file_errors_name_the_file_and_the_cell(tmp_path, edit, message):
 def test_collect_flattens_present_files_and_skips_missing_ones(metrics):
     assert metrics['ade20k.cgrseg-t.mIoU'] == 43.71
     assert metrics['ade20k.cgrseg-t.mIoU_mode'] == 'ss'
+    assert metrics['ade20k.cgrseg-t.mIoU_n'] == metrics['ade20k.cgrseg-t.mIoU_seeds'] == 1
+    assert metrics['ade20k.cgrseg-t.mIoU_seed0'] == 43.71
+    assert 'ade20k.cgrseg-t.mIoU_std' not in metrics  # one run has no spread
     assert metrics['ade20k.cgrseg-t.demo'] is False
-    assert metrics['ade20k.cgrseg-b.params_M'] == 19.115
-    assert metrics['ade20k.cgrseg-t.gflops'] == 4.03
-    assert metrics['ade20k.cgrseg-t.gflops_mmcv'] == 4.191
-    assert metrics['pascal_context.cgrseg-l.flops_input'] == '480x480'
     assert metrics['ade20k.cgrseg-t.throughput_device_name'] == 'NVIDIA H100 80GB HBM3'
     assert metrics['coco_stuff10k.cgrseg-b.demo'] is True
     assert 'ade20k.cgrseg-l.mIoU' not in metrics  # no run yet
@@ -106,23 +131,60 @@ def test_collect_flattens_present_files_and_skips_missing_ones(metrics):
     assert all(v is not None for v in metrics.values())
 
 
+def test_every_table_judges_the_ade20k_model_in_the_mmcv_convention(metrics):
+    # the paper prints the ADE20K model's params/GFLOPs (512x512, mmcv) in all three tables
+    for dataset in ('ade20k', 'coco_stuff10k', 'pascal_context'):
+        assert metrics[f'{dataset}.cgrseg-b.params_M'] == 19.115
+        assert metrics[f'{dataset}.cgrseg-b.gflops'] == metrics[f'{dataset}.cgrseg-b.gflops_mmcv'] == 7.674
+        assert metrics[f'{dataset}.cgrseg-b.gflops_conv_linear_macs'] == 7.593
+        assert metrics[f'{dataset}.cgrseg-b.gflops_convention'] == 'mmcv'
+        assert metrics[f'{dataset}.cgrseg-b.flops_input'] == '512x512'
+        assert metrics[f'{dataset}.cgrseg-b.flops_dataset'] == 'ade20k'
+        assert metrics[f'{dataset}.cgrseg-b.flops_classes'] == 150
+    # each dataset's own model at its resolution, for information
+    assert metrics['pascal_context.cgrseg-l.flops_input_dataset'] == '480x480'
+    assert metrics['pascal_context.cgrseg-l.num_classes_dataset'] == 59
+    assert metrics['pascal_context.cgrseg-t.gflops_dataset'] == 3.45
+    assert metrics['coco_stuff10k.cgrseg-t.params_M_dataset'] == 9.367
+    assert metrics['hypotheses.b_next_repeat_5.params_M'] == 18.11
+    assert metrics['hypotheses.b_next_repeat_5.gflops'] == 7.609
+
+
 def copy_results(tmp_path):
     results = tmp_path / 'results'
-    for src in (FIXTURE / 'results').rglob('*.json'):
+    for src in (FIXTURE / "results").rglob("*.json"):
         dst = results / src.relative_to(FIXTURE / 'results')
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(src.read_text())
     return results
 
 
+RUN = 'runs/ade20k/cgrseg-t/seed0/metrics.json'
+
+
 @pytest.mark.parametrize('rel, change, message', [
-    ('runs/ade20k/cgrseg-t/metrics.json', lambda d: '{"mIoU": 4', 'not valid JSON'),
-    ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'dataset': 'coco_stuff10k'},
+    (RUN, lambda d: '{"mIoU": 4', 'not valid JSON'),
+    (RUN, lambda d: {**d, 'dataset': 'coco_stuff10k'},
      '"dataset" is \'coco_stuff10k\' but the path says \'ade20k\''),
-    ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'mIoU': None}, '"mIoU" must be a number'),
-    ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'mode': 'ms'}, '"mode" must be one of'),
+    (RUN, lambda d: {**d, 'mIoU': None}, '"mIoU" must be a finite number'),
+    (RUN, lambda d: {**d, 'mIoU': '43.7'}, '"mIoU" must be a finite number, got \'43.7\''),
+    (RUN, lambda d: json.dumps(d).replace('43.71', 'NaN'), 'NaN is not a JSON number'),
+    (RUN, lambda d: json.dumps(d).replace('43.71', 'Infinity'), 'Infinity is not a JSON number'),
+    (RUN, lambda d: json.dumps(d).replace('43.71', '1e999'), 'must be a finite number, got inf'),
+    (RUN, lambda d: {**d, 'mode': 'ms'}, '"mode" must be one of'),
+    (RUN, lambda d: {**d, 'iters': 'many'}, '"iters" must be a positive integer'),
     ('measure/pascal_context/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 512, 512]},
-     'measured at 512x512 but params.yaml measure_shape asks for 480x480'),
+     'measured at 512x512 but params.yaml measure_shape.pascal_context asks for 480x480'),
+    ('measure/judged/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 480, 480]},
+     'measured at 480x480 but params.yaml judged_complexity.shape asks for 512x512'),
+    ('measure/judged/cgrseg-t.flops.json', lambda d: {**d, 'dataset': 'pascal_context'},
+     '"dataset" is \'pascal_context\' but the path says \'ade20k\''),
+    ('measure/judged/cgrseg-t.flops.json', lambda d: {**d, 'gflops': {'conv_linear_macs': 3.9}},
+     '"gflops.mmcv" must be a finite number, got None'),
+    ('measure/hypotheses/b_next_repeat_5.flops.json', lambda d: {**d, 'cfg_options': {}},
+     'measured with cfg_options {} but the hypothesis has'),
+    ('measure/coco_stuff10k/cgrseg-t.flops.json', lambda d: {**d, 'num_classes': 1.5},
+     '"num_classes" must be a positive integer'),
     ('measure/ade20k/cgrseg-t.throughput.json', lambda d: {**d, 'device': 'gpu'},
      '"device" must be "cuda" or "cpu"'),
 ])
@@ -163,16 +225,22 @@ def test_fixture_cells_get_the_right_verdicts(paper, metrics):
         ('ade20k', 'b', 'img_per_s'): judge.OTHER_DEVICE,  # CPU
         ('ade20k', 'l', 'img_per_s'): judge.PENDING,
         ('coco_stuff10k', 't', 'mIoU'): judge.DEMO,
-        ('coco_stuff10k', 'l', 'gflops'): judge.WITHIN,  # 14.95 vs 14.9: the edge
+        ('ade20k', 't', 'gflops'): judge.WITHIN,     # 3.998 (mmcv) vs 4.0
+        ('ade20k', 'b', 'gflops'): judge.OUTSIDE,    # 7.674 vs 7.6: next_repeat 6 vs 5
+        ('coco_stuff10k', 'l', 'gflops'): judge.WITHIN,  # the ADE20K model's 14.911, not 14.955
+        ('pascal_context', 't', 'gflops'): judge.WITHIN,  # not the 480x480 count (3.450)
+        ('pascal_context', 'l', 'params_M'): judge.WITHIN,
         ('pascal_context', 't', 'mIoU'): judge.NOT_COMPARABLE,  # single-scale vs MS
         ('pascal_context', 'b', 'mIoU'): judge.WITHIN,
         ('pascal_context', 'l', 'mIoU'): judge.PENDING,
     }
     assert {k: cells[k]['status'] for k in expect} == expect
-    assert 'results/runs/ade20k/cgrseg-l/metrics.json' in cells[('ade20k', 'l', 'mIoU')]['reason']
+    assert 'results/runs/ade20k/cgrseg-l/seed*/metrics.json' in cells[('ade20k', 'l', 'mIoU')]['reason']
     assert cells[('coco_stuff10k', 't', 'mIoU')]['delta'] is None  # demo: no delta at all
     assert cells[('ade20k', 'b', 'params_M')]['delta'] == pytest.approx(1.015)
-    assert cells[('ade20k', 't', 'gflops')]['gflops_mmcv'] == 4.191
+    assert cells[('ade20k', 't', 'gflops')]['gflops_conv_linear_macs'] == 3.945
+    assert cells[('pascal_context', 't', 'gflops')]['gflops_dataset'] == 3.45
+    assert '(59 classes, 480x480): 3.450, not judged' in cells[('pascal_context', 't', 'gflops')]['reason']
 
 
 def one_cell(paper, column, ours, paper_value, dataset='ade20k', **extra):
@@ -180,7 +248,9 @@ def one_cell(paper, column, ours, paper_value, dataset='ade20k', **extra):
     paper['tables'][dataset]['rows']['t'][column]['value'] = paper_value
     metrics = {f'{dataset}.cgrseg-t.{column}': ours, f'{dataset}.cgrseg-t.demo': False,
                f'{dataset}.cgrseg-t.mIoU_mode': 'ss', f'{dataset}.cgrseg-t.flops_input': '512x512',
-               f'{dataset}.cgrseg-t.gflops_mmcv': 1.0}
+               f'{dataset}.cgrseg-t.gflops_mmcv': 1.0, f'{dataset}.cgrseg-t.gflops_convention': 'mmcv',
+               f'{dataset}.cgrseg-t.gflops_conv_linear_macs': 1.0,
+               f'{dataset}.cgrseg-t.flops_dataset': 'ade20k', f'{dataset}.cgrseg-t.flops_classes': 150}
     metrics.update({f'{dataset}.cgrseg-t.{k}': v for k, v in extra.items()})
     return judge.judge_cell(paper, metrics, dataset, 't', column)
 
@@ -260,11 +330,17 @@ def test_tables_keep_the_papers_rows_and_columns(tmp_path, metrics_file):
         'Params (M) ours', 'img/s paper', 'img/s ours']
     rows = [line for line in md.splitlines() if line.startswith('| CGRSeg-')]
     assert [r.split('|')[1].strip() for r in rows] == ['CGRSeg-T', 'CGRSeg-B', 'CGRSeg-L']
-    assert '| 44.85 (!) ' in rows[1] and '| 19.115 (!) ' in rows[1]
+    assert '| 44.85 (n=1) (!) ' in rows[1] and '| 19.115 (!) ' in rows[1]
     assert '| pending ' in rows[2]
-    assert 'at 512x512' in md
-    assert 'at 480x480' in (out / 'pascal_context.md').read_text()
-    assert '| 1.37 (demo) ' in (out / 'coco_stuff10k.md').read_text()
+    assert 'ours, this dataset' not in md  # ADE20K's own model is the judged one
+    assert 'the ade20k model (150 classes) at 512x512, GFLOPs in the mmcv convention' in md
+    pc = (out / 'pascal_context.md').read_text()
+    header = next(line for line in pc.splitlines() if line.startswith('| Model'))
+    assert [h.strip() for h in header.strip('|').split('|')][3:6] == [
+        'GFLOPs paper', 'GFLOPs ours', 'GFLOPs ours, this dataset']
+    assert '| 3.998 ' in pc and '| 3.450 ' in pc
+    assert "this dataset's own model (59 classes) at 480x480, for information, not judged" in pc
+    assert '| 1.37 (n=1) (demo) ' in (out / 'coco_stuff10k.md').read_text()
 
 
 def test_csv_keeps_raw_numbers_and_statuses(tmp_path, metrics_file):
@@ -303,24 +379,62 @@ def test_diff_md_opens_with_a_summary_and_json_agrees(tmp_path, metrics_file):
     md = Path(f'{prefix}.md').read_text().splitlines()
     doc = json.loads(Path(f'{prefix}.json').read_text())
     s = doc['summary']
-    assert s == {'cells': 30, 'comparable': 21, 'not_comparable_total': 9, 'within': 12,
-                 'outside': 9, 'pending': 3, 'demo': 3, 'other_device': 2,
+    assert s == {'cells': 30, 'comparable': 21, 'not_comparable_total': 9, 'within': 14,
+                 'outside': 7, 'pending': 3, 'demo': 3, 'other_device': 2,
                  'not_comparable': 1, 'no_paper_value': 0}
-    assert md[2] == ('**30 cells: 21 comparable, 12 within tolerance, 9 outside; 9 not compared '
+    assert md[2] == ('**30 cells: 21 comparable, 14 within tolerance, 7 outside; 9 not compared '
                      '(pending 3, demo 3, other device 2, other protocol 1)**')
     assert '## Outside tolerance' in md
     assert len(doc['cells']) == 30 and doc['tolerances']['params_M'] == {'abs': 0.05}
     gflops = next(c for c in doc['cells'] if c['column'] == 'gflops')
-    assert gflops['gflops_mmcv'] == 4.191 and gflops['flops_input'] == '512x512'
+    assert gflops['gflops_mmcv'] == gflops['ours'] == 3.998
+    assert gflops['gflops_conv_linear_macs'] == 3.945 and gflops['flops_input'] == '512x512'
+
+
+def test_outside_cells_show_the_hypotheses_tried(tmp_path, metrics_file):
+    code, prefix = diff(tmp_path, metrics_file)
+    doc = json.loads(Path(f'{prefix}.json').read_text())
+    outside = [c for c in doc['cells'] if c['status'] == 'outside']
+    # CGRSeg-B's params and GFLOPs in all three tables, plus one invented mIoU
+    assert sorted((c['dataset'], c['variant'], c['column']) for c in outside
+                  if c['column'] != 'mIoU') == sorted(
+        (d, 'b', col) for d in ('ade20k', 'coco_stuff10k', 'pascal_context')
+        for col in ('gflops', 'params_M'))
+    for cell in outside:
+        if cell['column'] == 'mIoU':
+            assert cell['hypotheses'] == []  # none tried, and diff.json says so
+            continue
+        [hyp] = cell['hypotheses']
+        assert hyp['name'] == 'b_next_repeat_5' and hyp['reproduces'] is True
+        assert hyp['cfg_options'] == {'model.decode_head.next_repeat': 5}
+        assert hyp['measured'] == {'params_M': 18.11, 'gflops': 7.609}[cell['column']]
+    md = Path(f'{prefix}.md').read_text()
+    assert ('hypotheses tried: b_next_repeat_5 (model.decode_head.next_repeat=5): 18.110, '
+            'reproduces the paper') in md
+    assert 'hypotheses tried: b_next_repeat_5 (model.decode_head.next_repeat=5): 7.609' in md
+    assert 'hypotheses tried: none tried' in md  # the mIoU cell outside
+
+
+def test_a_hypothesis_that_misses_says_so_and_an_unmeasured_one_is_pending(paper, metrics,
+                                                                           hypotheses):
+    hyps = {**hypotheses, 'b_other': {**hypotheses['b_next_repeat_5'],
+                                      'cfg_options': {'model.decode_head.mr': 4}}}
+    changed = {**metrics, 'hypotheses.b_next_repeat_5.params_M': 18.2}
+    cells = by_cell(judge.judge_all(paper, changed, 'results', hyps))
+    first, second = cells[('ade20k', 'b', 'params_M')]['hypotheses']
+    assert first['reproduces'] is False and first['delta'] == pytest.approx(0.1)
+    assert second['measured'] is None and second['reproduces'] is None
+    assert 'results/measure/hypotheses/b_other.flops.json' in second['status']
+    assert 'hypotheses' not in cells[('ade20k', 't', 'params_M')]
 
 
 def test_strict_fails_only_on_comparable_cells_outside(tmp_path, metrics_file, metrics, capsys):
     code, prefix = diff(tmp_path, metrics_file, '--strict')
     assert code == 1
     assert Path(f'{prefix}.md').exists()  # the verdicts are still written
-    assert '9 comparable cell(s) outside tolerance' in capsys.readouterr().err
+    assert '7 comparable cell(s) outside tolerance' in capsys.readouterr().err
     params = tmp_path / 'params.yaml'
-    params.write_text('tables: {strict: true}\n')
+    params.write_text('tables: {formats: [md], strict: true}\n')
     assert diff(tmp_path, metrics_file, '--params', params)[0] == 1
     # Keep only cells that are within tolerance or not comparable at all: strict passes.
     paper = load_paper(PAPER)
@@ -381,3 +495,205 @@ def test_cpu_throughput_says_at_what_input_it_was_measured(paper):
                     throughput_batch_size=1, throughput_input='64x64')
     assert cell['status'] == judge.OTHER_DEVICE
     assert cell['reason'] == 'measured on CPU (x86_64, input 64x64): never compared'
+
+
+# --- seeds ------------------------------------------------------------------------------------
+
+def add_run(results, dataset, variant, seed, **changes):
+    src = results / 'runs' / dataset / f'cgrseg-{variant}' / 'seed0' / 'metrics.json'
+    dst = src.parents[1] / f'seed{seed}' / 'metrics.json'
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps({**json.loads(src.read_text()), **changes}))
+
+
+def seeds_params(tmp_path, seeds):
+    params = yaml.safe_load((FIXTURE / 'params.yaml').read_text())
+    params['seeds'] = seeds
+    path = tmp_path / 'params.yaml'
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_seeds_give_mean_and_sample_std_and_the_mean_is_judged(tmp_path, paper):
+    results = copy_results(tmp_path)
+    add_run(results, 'ade20k', 't', 1, mIoU=43.21)
+    add_run(results, 'ade20k', 't', 2, mIoU=43.41)
+    metrics = collect(load_params(seeds_params(tmp_path, [0, 1, 2])), results)
+    assert metrics['ade20k.cgrseg-t.mIoU'] == pytest.approx(43.4433, abs=1e-4)
+    assert metrics['ade20k.cgrseg-t.mIoU_std'] == pytest.approx(
+        statistics.stdev([43.71, 43.21, 43.41]), abs=1e-4)
+    assert (metrics['ade20k.cgrseg-t.mIoU_n'], metrics['ade20k.cgrseg-t.mIoU_seeds']) == (3, 3)
+    assert metrics['ade20k.cgrseg-t.mIoU_seed1'] == 43.21
+    cells = by_cell(judge.judge_all(paper, metrics))
+    cell = cells[('ade20k', 't', 'mIoU')]
+    assert cell['status'] == judge.WITHIN and cell['reason'] == 'mean of 3 seeds, std 0.25'
+    assert cell['mIoU_runs'] == {'seed0': 43.71, 'seed1': 43.21, 'seed2': 43.41}
+    from cgrseg.tables.render import ours_text
+    assert ours_text(cell) == '43.44 ± 0.25 (n=3)'  # sample std 0.2517
+    # a seed still missing: shown, not judged
+    partial = cells[('ade20k', 'b', 'mIoU')]
+    assert partial['status'] == judge.PENDING and partial['reason'].startswith('1 of 3 seeds')
+    assert ours_text(partial) == '44.85 (n=1) (pending)'
+
+
+def test_the_seeds_of_one_model_must_share_a_protocol(tmp_path, capsys):
+    results = copy_results(tmp_path)
+    add_run(results, 'pascal_context', 't', 1, mode='ms_flip')
+    out = tmp_path / 'metrics.json'
+    code = run('collect', '--params', seeds_params(tmp_path, [0, 1]), '--results', results,
+               '--out', out)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and not out.exists()
+    assert 'seed1/metrics.json: "mIoU_mode" is \'ms_flip\' but' in err[0]
+
+
+def test_collect_takes_the_effective_params_as_json(tmp_path, metrics):
+    params = yaml.safe_load((FIXTURE / 'params.yaml').read_text())
+    out = tmp_path / 'metrics.json'
+    assert run('collect', '--params-json', json.dumps(params), '--results', FIXTURE / 'results',
+               '--out', out) == 0
+    assert json.loads(out.read_text()) == metrics
+    params['measure_shape']['pascal_context'] = [512, 512]  # an override must reach collect
+    assert run('collect', '--params-json', json.dumps(params), '--results', FIXTURE / 'results',
+               '--out', out) == 2
+
+
+@pytest.mark.parametrize('params, message', [
+    ({'seeds': 'abc'}, "seeds: 'abc' is not of type 'array'"),
+    ({'measure_shape': {'ade20k': 512}}, "measure_shape.ade20k: 512 is not of type 'array'"),
+    ({'judged_complexity': None}, "judged_complexity: None is not of type 'object'"),
+])
+def test_collect_names_a_bad_params_key(tmp_path, capsys, params, message):
+    doc = {**yaml.safe_load((FIXTURE / 'params.yaml').read_text()), **params}
+    out = tmp_path / 'metrics.json'
+    assert run('collect', '--params-json', json.dumps(doc), '--results', FIXTURE / 'results',
+               '--out', out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'cgrseg collect: error: params (--params-json): {message}']
+
+
+# --- what tables/diff/figure accept -----------------------------------------------------------
+
+@pytest.mark.parametrize('change, message', [
+    (lambda t: t.replace('43.71', 'NaN', 1), 'NaN is not a JSON number'),
+    (lambda t: t.replace('43.71', '-Infinity', 1), '-Infinity is not a JSON number'),
+    (lambda t: t.replace('43.71', '"43.71"', 1),
+     '"ade20k.cgrseg-t.mIoU" must be a number, got \'43.71\''),
+    (lambda t: t.replace('"ade20k.cgrseg-t.gflops_mmcv"', '"ade20k.cgrseg-t.unused"', 1),
+     '"ade20k.cgrseg-t.gflops" needs "ade20k.cgrseg-t.gflops_mmcv" beside it'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.demo": false', '"ade20k.cgrseg-t.demo": "no"', 1),
+     '"ade20k.cgrseg-t.demo" must be true or false'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.mIoU"', '"ade20k.mIoU"', 1),
+     'key \'ade20k.mIoU\' is not "dataset.model.name"'),
+])
+@pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
+def test_a_malformed_metrics_document_is_one_line(tmp_path, capsys, metrics, command, change,
+                                                  message):
+    bad = tmp_path / 'metrics.json'
+    bad.write_text(change(json.dumps(metrics)))
+    out = tmp_path / 'out'
+    assert run(command, '--metrics', bad, '--paper', PAPER, '--out', out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f'cgrseg {command}: error: {bad}: ')
+    assert message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
+
+
+def leaves(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path
+
+
+def test_no_edit_of_the_paper_file_gives_a_traceback(metrics, hypotheses):
+    # every leaf replaced by a wrong type, and every mapping key removed: each either loads and
+    # renders, or is one CGRSegError; nothing else may escape
+    from cgrseg.tables.diff import diff_document, diff_markdown
+    from cgrseg.tables.paper import _check_paper
+    from cgrseg.tables.render import latex, markdown
+
+    base = yaml.safe_load(PAPER.read_text())
+    edits = []
+    for path in leaves(base):
+        for wrong in (None, [1], 'x', {'a': 1}, -1):
+            edits.append((path, 'set', wrong))
+    for path in {p[:i] for p in leaves(base) for i in range(1, len(p) + 1)}:
+        if not isinstance(path[-1], int):
+            edits.append((path, 'drop', None))
+    for path, action, wrong in edits:
+        data = copy.deepcopy(base)
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        if action == 'set':
+            parent[path[-1]] = wrong
+        else:
+            del parent[path[-1]]
+        if _check_paper(data):
+            continue
+        cells = judge.judge_all(data, metrics, 'results', hypotheses)
+        diff_markdown(data, cells)
+        json.dumps(diff_document(data, cells), allow_nan=False)
+        for dataset, table in data['tables'].items():
+            mine = [c for c in cells if c['dataset'] == dataset]
+            markdown(mine, table, dataset)
+            latex(mine, table, dataset)
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 kB tmpfs with one page left free; needs root (CI runs the suite as root)."""
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip('mounting a small tmpfs to fill needs root')
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip('cannot mount a tmpfs here (no CAP_SYS_ADMIN)')
+    try:
+        (disk / 'filler').write_bytes(b'\0' * (60 * 1024))
+        yield disk
+    finally:
+        subprocess.run(['umount', str(disk)], check=True)
+
+
+@pytest.mark.parametrize('command', ['collect', 'tables', 'diff', 'figure'])
+def test_a_full_disk_is_one_line_and_leaves_nothing(full_disk, metrics_file, capsys, command):
+    if command == 'collect':
+        out = full_disk / 'metrics.json'
+        argv = ['collect', '--params', FIXTURE / 'params.yaml', '--results', FIXTURE / 'results']
+        named = out
+    else:
+        out = full_disk / {'tables': 'tables', 'diff': 'diff', 'figure': 'fig'}[command]
+        argv = [command, '--metrics', metrics_file, '--paper', PAPER]
+        named = {'tables': out, 'diff': f'{out}.md, {out}.json',
+                 'figure': f'{out}.png, {out}.pdf'}[command]
+    assert run(*argv, '--out', out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'cgrseg {command}: error: {named}: cannot write: No space left on device']
+    assert sorted(p.name for p in full_disk.iterdir()) == ['filler']
+
+
+@pytest.mark.parametrize('command, tables, message', [
+    ('tables', '{formats: [pdf]}', "tables.formats.0: 'pdf' is not one of ['md', 'csv', 'tex']"),
+    ('tables', '[md]', "tables: ['md'] is not of type 'object'"),
+    ('diff', '{formats: [md], strict: maybe}', "tables.strict: 'maybe' is not of type 'boolean'"),
+])
+def test_bad_tables_params_are_one_line(tmp_path, capsys, metrics_file, command, tables, message):
+    params = tmp_path / 'params.yaml'
+    params.write_text(f'tables: {tables}\n')
+    out = tmp_path / 'out'
+    assert run(command, '--metrics', metrics_file, '--paper', PAPER, '--params', params,
+               '--out', out) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'cgrseg {command}: error: {params}: {message}']
+    assert not list(tmp_path.glob('out*'))

@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'metrics'
 COPY = ['dvc.yaml', '.dvcignore', '.dvc/config', '.dvc/.gitignore', 'params.yaml',
-        'configs/paper/results.yaml', 'src/cgrseg/tables']
+        'configs/paper/results.yaml', 'configs/paper/hypotheses.yaml', 'src/cgrseg/tables',
+        'src/cgrseg/params.py']
 
 pytestmark = pytest.mark.slow
 
@@ -71,13 +72,13 @@ def test_dvc_repro_is_a_noop_until_a_metric_changes(repo):
     assert 'up to date' in dvc(repo, env, 'status')
 
     # A new file next to the metrics (a training log) reruns collect, whose output is unchanged.
-    (repo / 'results/runs/ade20k/cgrseg-t/train.log').write_text('iter 1\n')
+    (repo / 'results/runs/ade20k/cgrseg-t/seed0/train.log').write_text('iter 1\n')
     assert ran(dvc(repo, env, 'repro')) == ['collect']
 
-    metrics = repo / 'results/runs/ade20k/cgrseg-t/metrics.json'
+    metrics = repo / 'results/runs/ade20k/cgrseg-t/seed0/metrics.json'
     metrics.write_text(metrics.read_text().replace('43.71', '44.2'))
     assert ran(dvc(repo, env, 'repro')) == ['collect', 'tables', 'diff', 'figure']
     assert '44.20' in (repo / 'results/tables/ade20k.md').read_text()
     changes = dvc(repo, env, 'metrics', 'diff')
     assert re.search(r'ade20k\.cgrseg-t\.mIoU\s+43\.71\s+44\.2', changes), changes
-    assert re.search(r'summary\.within\s+12\s+11', changes), changes
+    assert re.search(r'summary\.within\s+14\s+13', changes), changes

@@ -3,10 +3,13 @@
 The rules stay one-line ``cgrseg`` calls; every decision that depends on the profile
 (demo/paper), the data sources (synthetic/real) or the dataset is made here, where it is tested.
 """
+import json
 import os
 import shlex
 import sys
 from pathlib import Path
+
+from cgrseg import params as params_schema
 
 
 # EfficientFormerV2 backbone of each variant (configs/_base_/models/cgrseg-{variant}.py), whose
@@ -29,16 +32,23 @@ def profile(config):
 
 
 def check(config):
-    """Fail early, with the offending key named, on values the rules cannot use."""
-    profile(config)
-    if config.get('sources') not in ('synthetic', 'real'):
-        raise ConfigError(f"params.yaml: sources must be 'synthetic' or 'real', not {config.get('sources')!r}")
-    unknown = set(config.get('datasets', [])) - set(config.get('configs') or {})
-    if unknown:
-        raise ConfigError(f'params.yaml: no `configs` pattern for datasets {sorted(unknown)}')
-    bad = set(map(str, config.get('variants', []))) - {'t', 'b', 'l'}
-    if bad:
-        raise ConfigError(f'params.yaml: unknown variants {sorted(bad)} (expected t, b, l)')
+    """Fail early on values the rules cannot use: every problem of params.yaml (after --config),
+    one line each naming the key (cgrseg.params)."""
+    lines = params_schema.problems(config)
+    if lines:
+        raise ConfigError('\n'.join(lines))
+
+
+def check_or_exit(config):
+    """For the Snakefile: read --config's strings as numbers where numbers belong (in place), then
+    print every problem on its own line and stop with status 2 (a raised error would add
+    Snakemake's file/line noise)."""
+    config.update(params_schema.coerce(config))
+    try:
+        check(config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        sys.exit(2)
 
 
 def is_demo(config):
@@ -59,7 +69,7 @@ def _flags(pairs):
 
 
 def synth_args(config):
-    return _flags([('--images', config.get('synth_images')), ('--seed', config.get('seed'))])
+    return _flags([('--images', config.get('synth_images'))])
 
 
 def raw_root(config):
@@ -99,7 +109,6 @@ def train_args(config):
         ('--iters', sched.get('iters')),
         ('--crop', sched.get('crop')),
         ('--samples-per-gpu', sched.get('samples_per_gpu')),
-        ('--seed', config.get('seed')),
     ])
     return args if sched.get('pretrained', True) else f'{args} --no-pretrained'
 
@@ -125,6 +134,62 @@ def throughput_args(config, dataset):
 def flops_shape(config, dataset):
     height, width = config['measure_shape'][dataset]
     return f'{height} {width}'
+
+
+def dataset_flops_outputs(config, results='results'):
+    """The per-dataset flops files collect reads: the judged dataset at the judged shape is
+    measured once, by flops_judged."""
+    from cgrseg.tables.collect import dataset_flops_path
+    return [str(dataset_flops_path(results, d, v, config['judged_complexity'],
+                                   config['measure_shape'][d]))
+            for d in config['datasets'] for v in config['variants']]
+
+
+def judged_config(config, variant):
+    """The model whose params/GFLOPs every table judges (params.yaml judged_complexity)."""
+    return model_config(config, variant, config['judged_complexity']['dataset'])
+
+
+def judged_shape(config):
+    height, width = config['judged_complexity']['shape']
+    return f'{height} {width}'
+
+
+def load_hypotheses_or_exit(path):
+    """configs/paper/hypotheses.yaml, checked; a bad file stops the DAG with one line."""
+    from cgrseg.errors import CGRSegError
+    from cgrseg.tables.hypotheses import load_hypotheses
+    try:
+        return load_hypotheses(path)
+    except CGRSegError as err:
+        print(err, file=sys.stderr)
+        sys.exit(2)
+
+
+def hypothesis_config(config, hypotheses, name):
+    return judged_config(config, hypotheses[name]['variant'])
+
+
+def hypothesis_args(config, hypotheses, name):
+    """The judged shape and the hypothesis' config changes, for `cgrseg flops`."""
+    from cgrseg.tables.hypotheses import cfg_option_args
+    options = ' '.join(shlex.quote(o) for o in cfg_option_args(hypotheses[name]))
+    return f'--shape {judged_shape(config)} --cfg-options {options}'
+
+
+def collect_args(config):
+    """The effective (after --config) values collect reads, as --params-json."""
+    from cgrseg.tables.collect import PARAM_KEYS
+    subset = {name: config[name] for name in PARAM_KEYS}
+    return '--params-json ' + shlex.quote(json.dumps(subset, separators=(',', ':')))
+
+
+def tables_args(config):
+    return '--formats ' + ' '.join(config['tables']['formats'])
+
+
+def diff_args(config):
+    return '--strict' if config['tables'].get('strict') else ''
 
 
 def gpus(config):

@@ -1,4 +1,4 @@
-# Evaluation: mIoU of each trained model -> results/runs/{dataset}/cgrseg-{variant}/metrics.json.
+# Evaluation: mIoU of each run -> results/runs/{dataset}/cgrseg-{variant}/seed{seed}/metrics.json.
 
 
 rule evaluate:
@@ -7,7 +7,7 @@ rule evaluate:
         checkpoint=rules.train.output[0],
         manifest=rules.prepare.output[0],
     output:
-        f"results/runs/{MODEL}/metrics.json",
+        f"results/runs/{RUN}/metrics.json",
     params:
         args=lambda w: wf.evaluate_args(config, w.dataset),
     threads: wf.threads(config, "evaluate")
@@ -16,8 +16,8 @@ rule evaluate:
         slurm_partition=GPU_PARTITION,
         **wf.resources(config, "evaluate"),
     log:
-        f"{LOGS}/evaluate/{MODEL}.log",
+        f"{LOGS}/evaluate/{RUN}.log",
     benchmark:
-        f"{BENCH}/evaluate/{MODEL}.tsv"
+        f"{BENCH}/evaluate/{RUN}.tsv"
     shell:
         "cgrseg evaluate {input.config} {input.checkpoint} --out {output} --data-root {PREPARED} --manifest {input.manifest} {params.args} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# Measurement per variant (and dataset: the class count and resolution change the head's cost).
+# Measurement per variant and dataset (the class count and resolution change the head's cost,
+# shown for information), of the judged model per variant, and of each measured hypothesis.
 
 
 rule flops:
@@ -37,3 +38,41 @@ rule throughput:
         f"{BENCH}/throughput/{MODEL}.tsv"
     shell:
         "cgrseg throughput {input.config} --out {output} --device auto {params.args} > {log} 2>&1"
+
+
+rule flops_judged:
+    # the params/GFLOPs every table judges: params.yaml judged_complexity (ADE20K model, 512x512)
+    input:
+        config=lambda w: wf.judged_config(config, w.variant),
+    output:
+        "results/measure/judged/cgrseg-{variant}.flops.json",
+    params:
+        shape=wf.judged_shape(config),
+    threads: wf.threads(config, "flops")
+    resources:
+        **wf.resources(config, "flops"),
+    log:
+        f"{LOGS}/flops_judged/cgrseg-{{variant}}.log",
+    benchmark:
+        f"{BENCH}/flops_judged/cgrseg-{{variant}}.tsv"
+    shell:
+        "cgrseg flops {input.config} --shape {params.shape} --out {output} > {log} 2>&1"
+
+
+rule hypothesis:
+    # one measured hypothesis of configs/paper/hypotheses.yaml: the judged model with its changes
+    input:
+        config=lambda w: wf.hypothesis_config(config, HYPOTHESES, w.hypothesis),
+    output:
+        "results/measure/hypotheses/{hypothesis}.flops.json",
+    params:
+        args=lambda w: wf.hypothesis_args(config, HYPOTHESES, w.hypothesis),
+    threads: wf.threads(config, "flops")
+    resources:
+        **wf.resources(config, "flops"),
+    log:
+        f"{LOGS}/hypothesis/{{hypothesis}}.log",
+    benchmark:
+        f"{BENCH}/hypothesis/{{hypothesis}}.tsv"
+    shell:
+        "cgrseg flops {input.config} {params.args} --out {output} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Training: one run per variant x dataset, resumed from its work dir when re-run.
+# Training: one run per variant x dataset x seed, resumed from its work dir when re-run.
 localrules:
     pretrained,
 
@@ -20,9 +20,9 @@ rule train:
         data=rules.prepare.output,
         backbone=lambda w: wf.pretrained_inputs(config, w.variant),
     output:
-        f"work_dirs/{MODEL}/latest.pth",
+        f"work_dirs/{RUN}/latest.pth",
     params:
-        work_dir=f"work_dirs/{MODEL}",
+        work_dir=f"work_dirs/{RUN}",
         args=wf.train_args(config),
     threads: wf.threads(config, "train")
     resources:
@@ -30,8 +30,8 @@ rule train:
         slurm_partition=GPU_PARTITION,
         **wf.resources(config, "train"),
     log:
-        f"{LOGS}/train/{MODEL}.log",
+        f"{LOGS}/train/{RUN}.log",
     benchmark:
-        f"{BENCH}/train/{MODEL}.tsv"
+        f"{BENCH}/train/{RUN}.tsv"
     shell:
-        "cgrseg train {input.config} --work-dir {params.work_dir} --data-root {PREPARED} {params.args} > {log} 2>&1"
+        "cgrseg train {input.config} --work-dir {params.work_dir} --data-root {PREPARED} --seed {wildcards.seed} {params.args} > {log} 2>&1"

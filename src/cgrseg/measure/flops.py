@@ -80,10 +80,10 @@ def mmcv_flops(model, shape):
     return flops
 
 
-def measure(config, height, width):
+def measure(config, height, width, options=None):
     from cgrseg.models.build import build_model
     from cgrseg.config import load_config
-    cfg = load_config(config)
+    cfg = load_config(config, options)
     model = build_model(cfg).eval()
     shape = (3, height, width)
     macs = count_macs(model, shape)
@@ -96,6 +96,7 @@ def measure(config, height, width):
                    'conv_linear_macs': round(macs['conv_linear'] / 1e9, 4),
                    'matmul_macs': round(macs['matmul'] / 1e9, 4)},
         'conventions': CONVENTIONS,
+        'cfg_options': dict(options or {}),
     }
 
 
@@ -115,7 +116,8 @@ def dataset_of(cfg):
 
 
 def run(args):
-    result = measure(args.config, *args.shape)
+    from cgrseg.runner.train import parse_options
+    result = measure(args.config, *args.shape, parse_options(args.cfg_options))
     if args.out:
         write_json(args.out, result)
     g = result['gflops']
@@ -130,4 +132,7 @@ def add_parser(sub):
     p.add_argument('config')
     p.add_argument('--shape', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'))
     p.add_argument('--out', help='write the result JSON here (atomically)')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='measure the config with these entries changed (a hypothesis, '
+                        'configs/paper/hypotheses.yaml), e.g. model.decode_head.next_repeat=5')
     p.set_defaults(func=run)

@@ -3,13 +3,16 @@ Snakemake. Every command reads files and writes its outputs atomically (nothing 
 behind on an error). See docs/tables.md.
 """
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 
 from cgrseg.errors import CGRSegError
-from cgrseg.io import atomic_dir, atomic_path, write_json
+from cgrseg.io import atomic_dir, atomic_path
 
 PAPER = 'configs/paper/results.yaml'
+HYPOTHESES = 'configs/paper/hypotheses.yaml'
 METRICS = 'results/metrics.json'
 
 
@@ -19,10 +22,17 @@ def add_parser(subparsers):
         'collect', formatter_class=fmt, help='gather all result files into one metrics document',
         description='Read results/runs/{dataset}/cgrseg-{v}/metrics.json and\n'
         'results/measure/{dataset}/cgrseg-{v}.{flops,throughput}.json for every dataset and\n'
-        'variant in params.yaml; write one flat JSON document with keys like\n'
-        '"ade20k.cgrseg-t.mIoU" (a DVC metrics file). A missing result file adds no keys\n'
-        '(the cell shows as pending); a malformed one is an error.')
-    p.add_argument('--params', default='params.yaml', help='default: %(default)s')
+        'variant in params.yaml (one run per seed), the judged params/GFLOPs\n'
+        '(results/measure/judged/) and the measured hypotheses (results/measure/hypotheses/);\n'
+        'write one flat JSON document with keys like "ade20k.cgrseg-t.mIoU" (a DVC metrics\n'
+        'file). A missing result file adds no keys (the cell shows as pending); a malformed\n'
+        'one is an error.')
+    source = p.add_mutually_exclusive_group()
+    source.add_argument('--params', default='params.yaml', help='default: %(default)s')
+    source.add_argument('--params-json', metavar='JSON',
+                        help='the effective values of datasets, variants, seeds, measure_shape and '
+                             'judged_complexity (Snakemake passes them after --config overrides)')
+    p.add_argument('--hypotheses', default=HYPOTHESES, help='default: %(default)s')
     p.add_argument('--results', default='results', help='results root (default: %(default)s)')
     p.add_argument('--out', default=METRICS, help='default: %(default)s')
     p.set_defaults(func=run_collect)
@@ -31,8 +41,9 @@ def add_parser(subparsers):
         'tables', formatter_class=fmt, help="regenerate the paper's tables (md, csv, tex)",
         description="Write {out}/{ade20k,coco_stuff10k,pascal_context}.{md,csv,tex}: the paper's\n"
         'rows (T, B, L) and columns, each regenerated value next to its paper value. GFLOPs\n'
-        'are shown at the resolution they were counted at (params.yaml measure_shape:\n'
-        '512x512, Pascal Context 480x480), in the conv/linear multiply-accumulate convention.')
+        "and params judged in every table are the ADE20K model's at 512x512 in the mmcv\n"
+        'convention (params.yaml judged_complexity), the figures the paper prints; each\n'
+        "dataset's own model (measure_shape) is shown beside them for information.")
     _common(p)
     p.add_argument('--out', default='results/tables',
                    help='output directory (default: %(default)s)')
@@ -69,33 +80,64 @@ def _common(p):
     p.add_argument('--metrics', default=METRICS,
                    help='cgrseg collect output (default: %(default)s)')
     p.add_argument('--paper', default=PAPER, help='published numbers (default: %(default)s)')
+    p.add_argument('--hypotheses', default=HYPOTHESES,
+                   help='measured hypotheses shown with the cells they explain (default: %(default)s)')
     p.add_argument('--results', default='results',
                    help='results root, named in "pending" reasons (default: %(default)s)')
 
 
 def _judged(args):
     from cgrseg.tables.collect import load_metrics
+    from cgrseg.tables.hypotheses import load_hypotheses
     from cgrseg.tables.judge import judge_all
     from cgrseg.tables.paper import load_paper
 
     paper = load_paper(args.paper)
-    return paper, judge_all(paper, load_metrics(args.metrics), args.results)
+    hypotheses = load_hypotheses(args.hypotheses)
+    return paper, judge_all(paper, load_metrics(args.metrics), args.results, hypotheses)
 
 
 def _table_params(path):
     from cgrseg.io import load_yaml
+    from cgrseg.params import check
 
-    tables = load_yaml(path, 'params').get('tables') or {}
-    if not isinstance(tables, dict):
-        raise CGRSegError(f'{path}: "tables" must be a mapping')
-    return tables
+    return check(load_yaml(path, 'params'), str(path), keys=('tables',))['tables']
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """A write that fails (a full disk, no permission) is one line; atomic_path/atomic_dir have
+    already removed their temporary files, so nothing partial is left."""
+    try:
+        yield
+    except OSError as err:
+        raise CGRSegError(f'{path}: cannot write: {err.strerror or err}') from None
+
+
+def _json_text(obj):
+    # allow_nan=False: NaN/Infinity are not JSON; the readers reject them, so none can get here
+    return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + '\n'
+
+
+def _collect_params(args):
+    from cgrseg.tables.collect import load_params
+
+    if args.params_json is None:
+        return load_params(args.params)
+    try:
+        params = json.loads(args.params_json)
+    except ValueError as err:
+        raise CGRSegError(f'--params-json: not valid JSON ({err})') from None
+    return load_params(params)
 
 
 def run_collect(args):
-    from cgrseg.tables.collect import collect, load_params
+    from cgrseg.tables.collect import collect
+    from cgrseg.tables.hypotheses import load_hypotheses
 
-    metrics = collect(load_params(args.params), args.results)
-    write_json(args.out, metrics)
+    metrics = collect(_collect_params(args), args.results, load_hypotheses(args.hypotheses))
+    with _writing(args.out), atomic_path(args.out) as tmp:
+        tmp.write_text(_json_text(metrics))
     print(f'{args.out}: {len(metrics)} values')
 
 
@@ -104,27 +146,25 @@ def run_tables(args):
 
     formats = args.formats
     if formats is None and args.params:
-        formats = _table_params(args.params).get('formats')
-        if not isinstance(formats, list) or not set(formats) <= set(FORMATS) or not formats:
-            raise CGRSegError(f'{args.params}: tables.formats must be a list drawn from '
-                           f'{", ".join(FORMATS)}')
+        formats = _table_params(args.params)['formats']
     paper, cells = _judged(args)
-    with atomic_dir(args.out) as tmp:
+    with _writing(args.out), atomic_dir(args.out) as tmp:
         write_tables(Path(tmp), paper, cells, formats or FORMATS)
     print(f'{args.out}: {len(paper["tables"])} tables ({", ".join(formats or FORMATS)})')
 
 
 def run_diff(args):
-    from cgrseg.tables.diff import diff_json_text, diff_markdown
+    from cgrseg.tables.diff import diff_document, diff_markdown
     from cgrseg.tables.judge import OUTSIDE, summarize, summary_line
 
     strict = args.strict or (bool(_table_params(args.params).get('strict'))
                              if args.params else False)
     paper, cells = _judged(args)
     md, js = Path(f'{args.out}.md'), Path(f'{args.out}.json')
-    with atomic_path(md) as tmp_md, atomic_path(js) as tmp_js:
-        tmp_md.write_text(diff_markdown(paper, cells))
-        tmp_js.write_text(diff_json_text(paper, cells))
+    md_text, js_text = diff_markdown(paper, cells), _json_text(diff_document(paper, cells))
+    with _writing(f'{md}, {js}'), atomic_path(md) as tmp_md, atomic_path(js) as tmp_js:
+        tmp_md.write_text(md_text)
+        tmp_js.write_text(js_text)
     summary = summarize(cells)
     print(f'{md}: {summary_line(summary)}')
     if strict and summary[OUTSIDE]:
@@ -140,6 +180,6 @@ def run_figure(args):
     paper, cells = _judged(args)
     png, pdf = Path(f'{args.out}.png'), Path(f'{args.out}.pdf')
     fig = draw(paper, cells)
-    with atomic_path(png) as tmp_png, atomic_path(pdf) as tmp_pdf:
+    with _writing(f'{png}, {pdf}'), atomic_path(png) as tmp_png, atomic_path(pdf) as tmp_pdf:
         save(fig, tmp_png, tmp_pdf)
     print(f'{png}, {pdf}')

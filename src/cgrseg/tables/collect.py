@@ -1,15 +1,50 @@
 """Gather the per-run result files into one flat metrics document (DVC ``metrics:``).
 
-Keys are ``{dataset}.cgrseg-{v}.{name}``; a result file that does not exist yet simply contributes
-no keys, which the tables and the diff show as "pending". Layout and fields: docs/results-schema.md.
+Keys are ``{dataset}.cgrseg-{v}.{name}`` (and ``hypotheses.{name}.{field}`` for the measured
+hypotheses); a result file that does not exist yet simply contributes no keys, which the tables and
+the diff show as "pending". Layout and fields: docs/tables.md and docs/results-schema.md.
+
+- mIoU/mAcc/aAcc: the mean over the seeds' runs, with ``mIoU_std`` (sample std, from 2 runs on),
+  ``mIoU_n`` (runs found), ``mIoU_seeds`` (runs asked for) and each run as ``mIoU_seed{s}``.
+- params_M/gflops: the judged model (params.yaml ``judged_complexity``: the ADE20K model at 512x512,
+  mmcv convention) in every table; ``*_dataset``: the dataset's own model at ``measure_shape``.
 """
 import json
+import math
 import numbers
+import re
 from pathlib import Path
 
 from cgrseg.errors import CGRSegError
 from cgrseg.io import load_yaml
+from cgrseg.params import check as check_params
+from cgrseg.tables.hypotheses import measurement_path
 from cgrseg.tables.paper import MIOU_MODES
+
+# the params.yaml keys collect reads
+PARAM_KEYS = ('datasets', 'variants', 'seeds', 'measure_shape', 'judged_complexity')
+
+NUMBER, COUNT, TEXT, FLAG = 'a number', 'a positive integer', 'a string', 'true or false'
+# What each name of the document holds (checked when tables/diff/figure read it).
+FIELDS = {
+    'mIoU': NUMBER, 'mAcc': NUMBER, 'aAcc': NUMBER, 'mIoU_std': NUMBER,
+    'mIoU_n': COUNT, 'mIoU_seeds': COUNT, 'mIoU_mode': TEXT, 'demo': FLAG, 'iters': COUNT,
+    'params_M': NUMBER, 'gflops': NUMBER, 'gflops_convention': TEXT, 'flops_input': TEXT,
+    'flops_dataset': TEXT, 'flops_classes': COUNT, 'gflops_mmcv': NUMBER, 'gflops_conv_linear_macs': NUMBER,
+    'params_M_dataset': NUMBER, 'gflops_dataset': NUMBER, 'flops_input_dataset': TEXT,
+    'num_classes_dataset': COUNT,
+    'img_per_s': NUMBER, 'throughput_device': TEXT, 'throughput_device_name': TEXT,
+    'throughput_batch_size': COUNT, 'throughput_input': TEXT, 'throughput_dtype': TEXT,
+}
+SEED_FIELD = re.compile(r'mIoU_seed\d+')
+# a value the judge uses needs the facts that decide how it is judged
+REQUIRES = {
+    'mIoU': ('mIoU_mode', 'demo', 'mIoU_n', 'mIoU_seeds'),
+    'params_M': ('flops_dataset', 'flops_classes', 'flops_input'),
+    'gflops': ('gflops_convention', 'flops_input', 'flops_dataset', 'flops_classes', 'gflops_mmcv',
+               'gflops_conv_linear_macs'),
+    'img_per_s': ('throughput_device', 'throughput_device_name'),
+}
 
 
 def model_name(variant):
@@ -20,54 +55,149 @@ def key(dataset, variant, name):
     return f'{dataset}.{model_name(variant)}.{name}'
 
 
+def hypothesis_key(name, field):
+    return f'hypotheses.{name}.{field}'
+
+
+def run_path(results, dataset, variant, seed):
+    return Path(results) / 'runs' / dataset / model_name(variant) / f'seed{seed}' / 'metrics.json'
+
+
 def result_paths(results, dataset, variant):
     results = Path(results)
     model = model_name(variant)
     return {
-        'metrics': results / 'runs' / dataset / model / 'metrics.json',
+        'metrics': results / 'runs' / dataset / model / 'seed*' / 'metrics.json',
         'flops': results / 'measure' / dataset / f'{model}.flops.json',
+        'judged_flops': judged_path(results, variant),
         'throughput': results / 'measure' / dataset / f'{model}.throughput.json',
     }
 
 
-def load_params(path):
-    """The keys of params.yaml that collect uses: datasets, variants, measure_shape."""
-    params = load_yaml(path, 'params')
-    for name in ('datasets', 'variants'):
-        if not isinstance(params.get(name), list) or not params[name]:
-            raise CGRSegError(f'{path}: "{name}" must be a non-empty list')
-    shapes = params.get('measure_shape')
-    for dataset in params['datasets']:
-        shape = shapes.get(dataset) if isinstance(shapes, dict) else None
-        if not _is_shape(shape, 2):
-            raise CGRSegError(f'{path}: measure_shape.{dataset} must be [H, W]')
-    return params
+def judged_path(results, variant):
+    return Path(results) / 'measure' / 'judged' / f'{model_name(variant)}.flops.json'
 
 
-def collect(params, results):
+def dataset_flops_path(results, dataset, variant, judged, shape):
+    """The count of the dataset's own model; for the judged dataset at the judged shape that is
+    the judged measurement itself (one job, not two)."""
+    if dataset == judged['dataset'] and list(shape) == list(judged['shape']):
+        return judged_path(results, variant)
+    return result_paths(results, dataset, variant)['flops']
+
+
+def load_params(source):
+    """The params.yaml keys collect reads, checked: from a file (DVC) or a mapping (Snakemake's
+    effective values, after --config)."""
+    if isinstance(source, dict):
+        return check_params(source, 'params (--params-json)', keys=PARAM_KEYS)
+    return check_params(load_yaml(source, 'params'), str(source), keys=PARAM_KEYS)
+
+
+def collect(params, results, hypotheses=None):
     """Read every run's result files; return the flat document in a stable key order."""
     out = {}
+    judged = params['judged_complexity']
     for dataset in params['datasets']:
         for variant in params['variants']:
-            paths = result_paths(results, dataset, variant)
-            hw = params['measure_shape'][dataset]
-            for kind, reader in (('metrics', _from_metrics), ('flops', _from_flops),
-                                 ('throughput', _from_throughput)):
-                doc = _read_json(paths[kind])
-                if doc is None:
-                    continue
-                _check_identity(paths[kind], doc, dataset, variant)
-                for name, value in reader(paths[kind], doc, hw).items():
-                    out[key(dataset, variant, name)] = value
+            out.update(_runs(results, dataset, variant, params['seeds']))
+            out.update(_complexity(results, dataset, variant, judged,
+                                   params['measure_shape'][dataset]))
+            path = result_paths(results, dataset, variant)['throughput']
+            doc = _read_json(path)
+            if doc is not None:
+                _check_identity(path, doc, dataset, variant)
+                out.update({key(dataset, variant, k): v for k, v in _from_throughput(path, doc).items()})
+    for name, hyp in (hypotheses or {}).items():
+        out.update(_hypothesis(results, name, hyp, judged))
     return out
+
+
+def _runs(results, dataset, variant, seeds):
+    runs = {}
+    for seed in seeds:
+        path = run_path(results, dataset, variant, seed)
+        doc = _read_json(path)
+        if doc is not None:
+            _check_identity(path, doc, dataset, variant)
+            runs[seed] = (path, _from_metrics(path, doc))
+    if not runs:
+        return {}
+    first_path, first = next(iter(runs.values()))
+    for path, run in runs.values():
+        for field in ('mIoU_mode', 'demo', 'iters'):
+            if run.get(field) != first.get(field):
+                raise CGRSegError(f'{path}: "{field}" is {run.get(field)!r} but {first_path} has '
+                                  f'{first.get(field)!r}; the seeds of one model must share a protocol')
+    out = {}
+    for name in ('mIoU', 'mAcc', 'aAcc'):
+        values = [run[name] for _, run in runs.values() if name in run]
+        if len(values) == len(runs):
+            out[name] = round(sum(values) / len(values), 4)
+    values = [run['mIoU'] for _, run in runs.values()]
+    if len(values) > 1:
+        mean = sum(values) / len(values)
+        out['mIoU_std'] = round(math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)), 4)
+    out.update({'mIoU_n': len(runs), 'mIoU_seeds': len(seeds)})
+    out.update({f'mIoU_seed{seed}': run['mIoU'] for seed, (_, run) in runs.items()})
+    out.update({field: first[field] for field in ('mIoU_mode', 'demo', 'iters') if field in first})
+    return {key(dataset, variant, name): value for name, value in out.items()}
+
+
+def _complexity(results, dataset, variant, judged, shape):
+    paths = result_paths(results, dataset, variant)
+    out = {}
+    doc = _read_json(paths['judged_flops'])
+    if doc is not None:
+        _check_identity(paths['judged_flops'], doc, judged['dataset'], variant)
+        flops = _from_flops(paths['judged_flops'], doc, judged['shape'], 'judged_complexity.shape')
+        out.update({
+            'params_M': flops['params_M'], 'gflops': flops[judged['gflops']],
+            'gflops_convention': judged['gflops'], 'flops_input': flops['input'],
+            'flops_dataset': judged['dataset'], 'flops_classes': flops['num_classes'],
+            'gflops_mmcv': flops['mmcv'], 'gflops_conv_linear_macs': flops['conv_linear_macs'],
+        })
+    path = dataset_flops_path(results, dataset, variant, judged, shape)
+    doc = _read_json(path)
+    if doc is not None:
+        _check_identity(path, doc, dataset, variant)
+        flops = _from_flops(path, doc, shape, f'measure_shape.{dataset}')
+        out.update({'params_M_dataset': flops['params_M'],
+                    'gflops_dataset': flops[judged['gflops']],
+                    'flops_input_dataset': flops['input'],
+                    'num_classes_dataset': flops['num_classes']})
+    return {key(dataset, variant, name): value for name, value in out.items()}
+
+
+def _hypothesis(results, name, hyp, judged):
+    path = measurement_path(results, name)
+    doc = _read_json(path)
+    if doc is None:
+        return {}
+    _check_identity(path, doc, judged['dataset'], hyp['variant'])
+    if doc.get('cfg_options') != hyp['cfg_options']:
+        raise CGRSegError(f'{path}: measured with cfg_options {doc.get("cfg_options")!r} but the '
+                          f'hypothesis has {hyp["cfg_options"]!r}; re-run cgrseg flops')
+    flops = _from_flops(path, doc, judged['shape'], 'judged_complexity.shape')
+    return {hypothesis_key(name, 'params_M'): flops['params_M'],
+            hypothesis_key(name, 'gflops'): flops[judged['gflops']],
+            hypothesis_key(name, 'flops_input'): flops['input']}
+
+
+def _reject_constant(name):
+    raise ValueError(f'{name} is not a JSON number')
 
 
 def _read_json(path):
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(Path(path).read_text(), parse_constant=_reject_constant)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
+    except UnicodeDecodeError:
+        raise CGRSegError(f'{path}: not valid JSON (not UTF-8 text)') from None
+    except OSError as err:
+        raise CGRSegError(f'{path}: cannot read: {err.strerror}') from None
+    except ValueError as err:
         raise CGRSegError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(doc, dict):
         raise CGRSegError(f'{path}: must hold a JSON object')
@@ -86,17 +216,25 @@ def _number(path, doc, *fields):
     value = doc
     for field in fields:
         value = value.get(field) if isinstance(value, dict) else None
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise CGRSegError(f'{path}: "{".".join(fields)}" must be a number, got {value!r}')
+    if not is_number(value):
+        raise CGRSegError(f'{path}: "{".".join(fields)}" must be a finite number, got {value!r}')
     return float(value)
 
 
+def is_number(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _is_shape(shape, length):
-    return (isinstance(shape, list) and len(shape) == length
-            and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape))
+    return isinstance(shape, list) and len(shape) == length and all(_is_count(x) for x in shape)
 
 
-def _from_metrics(path, doc, hw):
+def _from_metrics(path, doc):
     mode = doc.get('mode')
     if mode not in MIOU_MODES:
         raise CGRSegError(f'{path}: "mode" must be one of {", ".join(MIOU_MODES)}, got {mode!r}')
@@ -108,27 +246,30 @@ def _from_metrics(path, doc, hw):
             out[name] = _number(path, doc, name)
     out['mIoU_mode'] = mode
     out['demo'] = doc['demo']
-    if isinstance(doc.get('iters'), int):
+    if doc.get('iters') is not None:
+        if not _is_count(doc['iters']):
+            raise CGRSegError(f'{path}: "iters" must be a positive integer, got {doc["iters"]!r}')
         out['iters'] = doc['iters']
     return out
 
 
-def _from_flops(path, doc, hw):
+def _from_flops(path, doc, hw, setting):
     shape = doc.get('input_shape')
     if not _is_shape(shape, 3):
         raise CGRSegError(f'{path}: "input_shape" must be [C, H, W], got {shape!r}')
     if shape[1:] != list(hw):
-        raise CGRSegError(f'{path}: measured at {shape[1]}x{shape[2]} but params.yaml measure_shape '
-                       f'asks for {hw[0]}x{hw[1]}; re-run cgrseg flops')
-    return {
-        'params_M': _number(path, doc, 'params_M'),
-        'gflops': _number(path, doc, 'gflops', 'conv_linear_macs'),
-        'gflops_mmcv': _number(path, doc, 'gflops', 'mmcv'),
-        'flops_input': f'{shape[1]}x{shape[2]}',
-    }
+        raise CGRSegError(f'{path}: measured at {shape[1]}x{shape[2]} but params.yaml {setting} '
+                          f'asks for {hw[0]}x{hw[1]}; re-run cgrseg flops')
+    if not _is_count(doc.get('num_classes')):
+        raise CGRSegError(f'{path}: "num_classes" must be a positive integer, '
+                          f'got {doc.get("num_classes")!r}')
+    return {'params_M': _number(path, doc, 'params_M'),
+            'mmcv': _number(path, doc, 'gflops', 'mmcv'),
+            'conv_linear_macs': _number(path, doc, 'gflops', 'conv_linear_macs'),
+            'input': f'{shape[1]}x{shape[2]}', 'num_classes': doc['num_classes']}
 
 
-def _from_throughput(path, doc, hw):
+def _from_throughput(path, doc):
     out = {'img_per_s': _number(path, doc, 'img_per_s')}
     if doc.get('device') not in ('cuda', 'cpu'):
         raise CGRSegError(f'{path}: "device" must be "cuda" or "cpu", got {doc.get("device")!r}')
@@ -136,7 +277,7 @@ def _from_throughput(path, doc, hw):
     if not isinstance(doc.get('device_name'), str) or not doc['device_name']:
         raise CGRSegError(f'{path}: "device_name" must be a non-empty string')
     out['throughput_device_name'] = doc['device_name']
-    if isinstance(doc.get('batch_size'), int):
+    if _is_count(doc.get('batch_size')):
         out['throughput_batch_size'] = doc['batch_size']
     shape = doc.get('input_shape')
     if _is_shape(shape, 3):
@@ -147,14 +288,51 @@ def _from_throughput(path, doc, hw):
 
 
 def load_metrics(path):
-    """Read a document written by collect, for tables/diff/figure."""
+    """Read a document written by collect, for tables/diff/figure; every value checked."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(), parse_constant=_reject_constant)
     except FileNotFoundError:
         raise CGRSegError(f'{path}: metrics not found (run cgrseg collect first)') from None
-    except (OSError, ValueError) as err:
+    except UnicodeDecodeError:
+        raise CGRSegError(f'{path}: not valid JSON (not UTF-8 text)') from None
+    except OSError as err:
+        raise CGRSegError(f'{path}: cannot read: {err.strerror}') from None
+    except ValueError as err:
         raise CGRSegError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(doc, dict):
         raise CGRSegError(f'{path}: must hold a JSON object of "dataset.model.name" keys')
+    problem = _metrics_problem(doc)
+    if problem:
+        raise CGRSegError(f'{path}: {problem}')
     return doc
+
+
+def _metrics_problem(doc):
+    for name, value in doc.items():
+        parts = name.split('.')
+        if len(parts) != 3 or not all(parts):
+            return f'key {name!r} is not "dataset.model.name"'
+        kind = NUMBER if SEED_FIELD.fullmatch(parts[2]) else FIELDS.get(parts[2])
+        if parts[0] == 'hypotheses':
+            kind = {'params_M': NUMBER, 'gflops': NUMBER, 'flops_input': TEXT}.get(parts[2])
+        if not _has_kind(value, kind):
+            return f'"{name}" must be {kind or "a number, string or true/false"}, got {value!r}'
+    for name in doc:
+        prefix, _, field = name.rpartition('.')
+        for needed in REQUIRES.get(field, ()) if not prefix.startswith('hypotheses.') else ():
+            if f'{prefix}.{needed}' not in doc:
+                return f'"{name}" needs "{prefix}.{needed}" beside it (re-run cgrseg collect)'
+    return None
+
+
+def _has_kind(value, kind):
+    if kind == NUMBER:
+        return is_number(value)
+    if kind == COUNT:
+        return _is_count(value)
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == FLAG:
+        return isinstance(value, bool)
+    return is_number(value) or isinstance(value, (str, bool))  # a field this code does not know

@@ -1,10 +1,8 @@
 """``results/diff.md`` and ``results/diff.json``: every paper cell against its regenerated value."""
-import json
-
 import pandas as pd
 
 from cgrseg.tables import judge
-from cgrseg.tables.render import DIGITS, fmt, paper_text
+from cgrseg.tables.render import DIGITS, fmt, paper_text, value_text
 
 VERDICT = {judge.WITHIN: 'ok', judge.OUTSIDE: 'OUTSIDE', judge.PENDING: 'pending',
            judge.DEMO: 'demo', judge.OTHER_DEVICE: 'other device',
@@ -26,17 +24,41 @@ def _delta_text(cell):
     return f'{cell["delta"]:+.{DIGITS[cell["column"]]}f}'
 
 
+def _why(cell):
+    if cell['status'] != judge.OUTSIDE:
+        return cell['reason']
+    return '; '.join(filter(None, [cell['reason'], 'hypotheses tried: ' + hypotheses_text(cell)]))
+
+
 def _frame(cells):
     return pd.DataFrame([{
         'Model': judge.display_model(c['variant']),
         'Column': c['label'],
         'Paper': paper_text(c['paper']),
-        'Ours': '–' if c['ours'] is None else fmt(c['ours'], c['column']),
+        'Ours': '–' if c['ours'] is None else value_text(c),
         'Δ': _delta_text(c),
         'Tol.': c['tolerance'],
         'Verdict': VERDICT[c['status']],
-        'Why / how': c['reason'],
+        'Why / how': _why(c),
     } for c in cells])
+
+
+def hypotheses_text(cell):
+    """What was tried to explain a cell: each hypothesis, its measured value, its verdict."""
+    tried = cell.get('hypotheses') or []
+    if not tried:
+        return 'none tried (configs/paper/hypotheses.yaml)'
+    parts = []
+    for hyp in tried:
+        options = ', '.join(f'{k}={v}' for k, v in hyp['cfg_options'].items())
+        if hyp['measured'] is None:
+            parts.append(f'{hyp["name"]} ({options}): {hyp["status"]}')
+            continue
+        verdict = {True: 'reproduces the paper', False: 'does not reproduce the paper',
+                   None: 'no paper value'}[hyp['reproduces']]
+        parts.append(f'{hyp["name"]} ({options}): {fmt(hyp["measured"], cell["column"])}, '
+                     f'{verdict}')
+    return '; '.join(parts)
 
 
 def diff_markdown(paper, cells):
@@ -45,7 +67,8 @@ def diff_markdown(paper, cells):
              'Verdicts: **ok** / **OUTSIDE** = comparable cell within / outside tolerance; '
              '*pending* = not run yet; *demo* = demo run, never compared; *other device* = '
              'throughput not on the paper\'s GPU model; *other protocol* = e.g. single-scale vs '
-             'multi-scale. Paper sources: configs/paper/results.yaml.', '']
+             'multi-scale. Paper sources: configs/paper/results.yaml; hypotheses measured for '
+             'cells outside tolerance: configs/paper/hypotheses.yaml.', '']
     outside = [c for c in cells if c['status'] == judge.OUTSIDE]
     if outside:
         frame = _frame(outside)
@@ -57,7 +80,3 @@ def diff_markdown(paper, cells):
         lines += [f'## {table["title"]}', '',
                   _frame(mine).to_markdown(index=False, disable_numparse=True), '']
     return '\n'.join(lines)
-
-
-def diff_json_text(paper, cells):
-    return json.dumps(diff_document(paper, cells), indent=2, ensure_ascii=False) + '\n'

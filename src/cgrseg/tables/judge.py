@@ -4,7 +4,8 @@ A cell is *comparable* only when the protocol matches (same mIoU mode, a real ru
 same input size where the paper states one); only comparable cells are judged within/outside
 tolerance. Every other cell says why not, so nothing is compared as if it were real.
 """
-from cgrseg.tables.collect import key, model_name, result_paths
+from cgrseg.tables.collect import SEED_FIELD, hypothesis_key, key, model_name, result_paths
+from cgrseg.tables.hypotheses import measurement_path
 from cgrseg.tables.paper import cite, tolerance_text
 
 WITHIN, OUTSIDE = 'within', 'outside'
@@ -21,13 +22,17 @@ def display_model(variant):
     return f'CGRSeg-{variant.upper()}'
 
 
-def judge_all(paper, metrics, results='results'):
+def judge_all(paper, metrics, results='results', hypotheses=None):
     """One cell dict per (dataset, variant, column), in the paper's order."""
     cells = []
     for dataset, table in paper['tables'].items():
         for variant, row in table['rows'].items():
             for column in table['columns']:
-                cells.append(judge_cell(paper, metrics, dataset, variant, column, results))
+                cell = judge_cell(paper, metrics, dataset, variant, column, results)
+                tried = _hypotheses(cell, hypotheses or {}, metrics, paper, results)
+                if tried or cell['status'] == OUTSIDE:  # an OUTSIDE cell says what was tried
+                    cell['hypotheses'] = tried
+                cells.append(cell)
     return cells
 
 
@@ -46,10 +51,13 @@ def judge_cell(paper, metrics, dataset, variant, column, results='results'):
         'paper_source': cite(paper, paper_cell), 'ours': ours, 'delta': None,
         'tolerance': tolerance_text(spec), 'status': None, 'reason': '',
     }
-    cell.update(_context(column, get))
+    cell.update(_context(column, get, metrics, key(dataset, variant, '')))
     if ours is None:
-        kind = {'mIoU': 'metrics', 'img_per_s': 'throughput'}.get(column, 'flops')
+        kind = {'mIoU': 'metrics', 'img_per_s': 'throughput'}.get(column, 'judged_flops')
         return _verdict(cell, PENDING, f'no {result_paths(results, dataset, variant)[kind]} yet')
+    if column == 'mIoU' and (get('mIoU_n') or 1) < (get('mIoU_seeds') or 1):
+        return _verdict(cell, PENDING, f'{get("mIoU_n")} of {get("mIoU_seeds")} seeds evaluated '
+                        f'so far (mean of those shown)')
     if cell['paper'] is None:
         return _verdict(cell, NO_PAPER_VALUE, 'the paper value was not found: '
                         + cell['paper_source'])
@@ -60,7 +68,7 @@ def judge_cell(paper, metrics, dataset, variant, column, results='results'):
             cell['delta'] = None  # a demo number says nothing about the paper's
         return _verdict(cell, *blocker)
     within = abs(ours - cell['paper']) <= _allowed(spec, cell['paper']) + EPS
-    return _verdict(cell, WITHIN if within else OUTSIDE, _note(column, table, get))
+    return _verdict(cell, WITHIN if within else OUTSIDE, _note(column, table, get, dataset))
 
 
 def _verdict(cell, status, reason):
@@ -74,16 +82,26 @@ def _allowed(spec, paper_value):
     return value if kind == 'abs' else value * abs(paper_value)
 
 
-def _context(column, get):
+_DATASET_MODEL = ('params_M_dataset', 'gflops_dataset', 'flops_input_dataset', 'num_classes_dataset')
+CONTEXT = {
+    'mIoU': ('mIoU_mode', 'demo', 'iters', 'mIoU_std', 'mIoU_n', 'mIoU_seeds'),
+    'gflops': ('gflops_convention', 'flops_dataset', 'flops_classes', 'flops_input',
+               'gflops_mmcv', 'gflops_conv_linear_macs', *_DATASET_MODEL),
+    'params_M': ('flops_dataset', 'flops_classes', 'flops_input', *_DATASET_MODEL),
+    'img_per_s': ('throughput_device', 'throughput_device_name', 'throughput_batch_size',
+                  'throughput_input', 'throughput_dtype'),
+}
+
+
+def _context(column, get, metrics=None, prefix=''):
     """The facts beside a value that decide comparability; kept in diff.json."""
-    names = {
-        'mIoU': ('mIoU_mode', 'demo', 'iters'),
-        'gflops': ('gflops_mmcv', 'flops_input'),
-        'params_M': (),
-        'img_per_s': ('throughput_device', 'throughput_device_name', 'throughput_batch_size',
-                      'throughput_input', 'throughput_dtype'),
-    }[column]
-    return {name: get(name) for name in names if get(name) is not None}
+    out = {name: get(name) for name in CONTEXT[column] if get(name) is not None}
+    if column == 'mIoU' and metrics:
+        runs = {k.rsplit('.', 1)[1].removeprefix('mIoU_'): v for k, v in metrics.items()
+                if k.startswith(prefix) and SEED_FIELD.fullmatch(k.rsplit('.', 1)[1])}
+        if runs:
+            out['mIoU_runs'] = runs
+    return out
 
 
 def _blocker(column, table, get):
@@ -126,17 +144,55 @@ def _throughput_blocker(paper_tp, get):
     return None
 
 
-def _note(column, table, get):
+def _note(column, table, get, dataset):
     if column == 'gflops':
-        note = f'conv_linear_macs at {get("flops_input")}; mmcv count {get("gflops_mmcv"):.3f}'
-        if table['gflops_input']['value'] is None:
-            note += "; the paper's input size is not stated"
-        if table['gflops_input'].get('note'):
-            note += '; ' + table['gflops_input']['note']
-        return note
+        note = (f'{_judged_text(get)}, {get("gflops_convention")} convention (mmseg 0.x '
+                f'get_flops.py; conv/linear MACs {get("gflops_conv_linear_macs"):.3f})')
+        return note + _dataset_text(get, dataset, 'gflops_dataset')
+    if column == 'params_M':
+        return _judged_text(get) + _dataset_text(get, dataset, 'params_M_dataset')
+    if column == 'mIoU':
+        if (get('mIoU_n') or 1) > 1:
+            return f'mean of {get("mIoU_n")} seeds, std {get("mIoU_std"):.2f}'
+        return 'one run (one seed)'
     if column == 'img_per_s':
         return f'same GPU model ({get("throughput_device_name")})'
     return ''
+
+
+def judged_model_text(dataset, classes):
+    return f'the {dataset} model ({classes} classes)'
+
+
+def _judged_text(get):
+    return (f'judged: {judged_model_text(get("flops_dataset"), get("flops_classes"))} at '
+            f'{get("flops_input")}, the figures the paper prints in every table')
+
+
+def _dataset_text(get, dataset, name):
+    if dataset == get('flops_dataset') or get(name) is None:
+        return ''
+    return (f"; this dataset's model ({get('num_classes_dataset')} classes, "
+            f"{get('flops_input_dataset')}): {get(name):.3f}, not judged")
+
+
+def _hypotheses(cell, hypotheses, metrics, paper, results):
+    """The hypotheses that should explain this cell, each with its measured value and verdict."""
+    spec = paper['columns'][cell['column']]
+    tried = []
+    for name, hyp in hypotheses.items():
+        if hyp['variant'] != cell['variant'] or cell['column'] not in hyp['explains']:
+            continue
+        value = metrics.get(hypothesis_key(name, cell['column']))
+        entry = {'name': name, 'cfg_options': hyp['cfg_options'], 'source': hyp['source'],
+                 'measured': value, 'reproduces': None}
+        if value is None:
+            entry['status'] = f'pending: no {measurement_path(results, name)} yet'
+        elif cell['paper'] is not None:
+            entry['delta'] = round(value - cell['paper'], 6)
+            entry['reproduces'] = abs(value - cell['paper']) <= _allowed(spec, cell['paper']) + EPS
+        tried.append(entry)
+    return tried
 
 
 def _mode_text(mode):
