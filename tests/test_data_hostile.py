@@ -179,6 +179,12 @@ def test_ade_same_stem_in_training_and_validation_is_refused(fails, raw):
     fails('ade20k', f'{raw / ADE}: {stem} is in training and validation')
 
 
+def test_coco_list_of_millions_of_lines_is_refused(fails, raw):
+    edit_zip(raw / COCO, lambda n, d: None if n == 'imageLists/train.txt' else d,
+             add=[('imageLists/train.txt', b'a\n' * (4 << 20))])   # 8 MB, deflated to 8 kB
+    fails('coco_stuff10k', f'{raw / COCO}:imageLists/train.txt declares {8 << 20} bytes, more than')
+
+
 def test_zip_bomb_of_many_plausible_members_is_refused(fails, raw, monkeypatch):
     from cgrseg.data import common
     monkeypatch.setattr(common, 'EXPANSION_FLOOR', 1 << 20)   # the real floor is 1 GiB

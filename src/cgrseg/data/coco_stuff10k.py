@@ -36,7 +36,7 @@ def convert(paths, root, jobs):
     with archive:
         names = set(archive.namelist())
         if common.MARKER in names:
-            common.copy_member(archive, common.MARKER, root / common.MARKER, common.MAX_TEXT_BYTES)
+            common.copy_member(archive, common.MARKER, root / common.MARKER, common.MAX_LIST_BYTES)
         tasks = [task for split in LISTS for task in _tasks(archive, names, split)]
     _no_overlap(paths[0], tasks)
     splits, _ = common.collect(

@@ -102,7 +102,8 @@ def histogram(labels):
 # challenge images a few Mpx) and that keep one worker's working set far below ~300 MB.
 MAX_PIXELS = 4096 * 4096          # per image or label map
 MAX_MEMBER_BYTES = 64 << 20       # one image, label map or .mat file, as stored (decompressed)
-MAX_TEXT_BYTES = 16 << 20         # a split list, objectInfo150.txt, sceneCategories.txt, a marker
+MAX_TEXT_BYTES = 16 << 20         # a text copied as it is: objectInfo150.txt, sceneCategories.txt
+MAX_LIST_BYTES = 2 << 20          # a text that is parsed: a split list (COCO: 261 kB), a marker
 SLICE = 1 << 20                   # elements processed at a time in the label maps
 # Images and .mat files hardly compress, so an official zip expands to about its own size; a zip
 # that declares more than this many times its size (and over EXPANSION_FLOOR) is a zip bomb.
@@ -242,9 +243,10 @@ def copy_member(archive, name, path, limit=MAX_MEMBER_BYTES):
 
 
 def read_text(archive, name):
-    """A text member (a split list) decoded as UTF-8, at most MAX_TEXT_BYTES."""
+    """A text member (a split list) decoded as UTF-8, at most MAX_LIST_BYTES (each line becomes
+    an object: a deflated list of millions of short lines would expand in memory)."""
     try:
-        return read_member(archive, name, MAX_TEXT_BYTES).decode()
+        return read_member(archive, name, MAX_LIST_BYTES).decode()
     except UnicodeDecodeError as err:
         raise CGRSegError(f'{archive.filename}: {name} is not UTF-8 text ({err.reason} at byte '
                           f'{err.start})') from None
@@ -256,7 +258,7 @@ def zip_marker(path, prefix=''):
     with archive:
         if prefix + MARKER not in archive.namelist():
             return None
-        data = read_member(archive, prefix + MARKER, MAX_TEXT_BYTES)
+        data = read_member(archive, prefix + MARKER, MAX_LIST_BYTES)
         return parse_marker(data, f'{path}:{prefix}{MARKER}')
 
 
@@ -267,9 +269,9 @@ def tar_marker(path):
             first = tar.next()
             if first is None or Path(first.name).name != MARKER or not first.isfile():
                 return None
-            if first.size > MAX_TEXT_BYTES:
+            if first.size > MAX_LIST_BYTES:
                 raise CGRSegError(f'{path}:{first.name} declares {first.size} bytes, more than '
-                                  f'the {MAX_TEXT_BYTES} a marker may have')
+                                  f'the {MAX_LIST_BYTES} a marker may have')
             return parse_marker(tar.extractfile(first).read(), f'{path}:{first.name}')
     except (tarfile.TarError, OSError, EOFError) as err:
         raise CGRSegError(f'{path}: not a readable tar archive ({one_line(err)})') from None
