@@ -197,7 +197,7 @@ def test_plan_url_forms():
 def test_download_gives_up_on_a_trickle_and_keeps_the_part(run_cli, served, tmp_path):
     server, sources = served
     server.drip = (1, 0.3)   # one byte every 0.3 s: never trips the read timeout
-    result = fetch_ade(run_cli, server, sources, tmp_path, '--retries', 0, '--timeout', 1,
+    result = fetch_ade(run_cli, server, sources, tmp_path, '--retries', 0, '--timeout', 2,
                        '--min-rate', 100)
     assert_one_error(result, 'too slow:', 'below --min-rate 100 bytes/s',
                      f'{tmp_path / ADE}.part is kept: run again to resume')
