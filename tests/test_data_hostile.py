@@ -4,7 +4,6 @@ exit 2, nothing written, and (for the expanding ones) a bounded peak memory."""
 import io
 import json
 import os
-import resource
 import shutil
 import struct
 import subprocess
@@ -334,7 +333,7 @@ def test_preparation_of_a_normal_archive_stays_in_bounded_memory(raw, tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 64 kB tmpfs (smaller than any synthetic archive) (needs root: mount/umount); yields its path and unmounts it afterwards."""
+    """A 64 kB tmpfs, smaller than any synthetic archive (mounting needs root); unmounted after."""
     if os.geteuid() != 0 or shutil.which('mount') is None:
         pytest.skip('a full disk is simulated with a small tmpfs, which needs root and mount(8)')
     disk = tmp_path / 'disk'

@@ -12,7 +12,6 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as coco_mask
 from tqdm import tqdm
 
