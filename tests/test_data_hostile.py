@@ -369,3 +369,24 @@ def test_full_disk_during_download(run_cli, synth_archives, small_disk):
     assert 'no space left on device' in line.lower() and 'run again to resume' in line
     # the only file left is the .part to resume from; never a final archive or a recorded checksum
     assert [p.name for p in small_disk.iterdir()] == [f'{COCO}.part']
+
+
+def test_full_disk_when_writing_the_manifest_leaves_nothing(run_cli, raw, tmp_path, monkeypatch):
+    """The last write is the manifest: the data folder must not stay behind without it (no root
+    needed: the write fails by monkeypatch)."""
+    import errno
+
+    write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.endswith('.manifest.json.tmp') or self.name.endswith('.manifest.json'):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, 'write_text', full)
+    out = tmp_path / 'out'
+    result = run_cli('prepare', 'ade20k', '--raw', raw, '--out', out, '--jobs', 1)
+    assert result.code == 2 and result.error_lines == [
+        f'cgrseg prepare: error: {out}: cannot write: No space left on device (nothing was kept; '
+        'free space or fix the permissions and run again)']
+    assert not out.exists()
