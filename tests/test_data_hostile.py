@@ -18,10 +18,12 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
+import cgrseg
+
 ADE, COCO = 'ADEChallengeData2016.zip', 'cocostuff-10k-v1.1.zip'
 TAR, JSON = 'VOCtrainval_03-May-2010.tar', 'trainval_merged.json'
 VOC = 'VOCdevkit/VOC2010/'
-SRC = Path(__file__).resolve().parents[1] / 'src'
+SRC = Path(cgrseg.__file__).resolve().parents[1]   # the children run the cgrseg under test
 PEAK_RSS_MB = 300
 
 
@@ -313,11 +315,11 @@ def test_expanding_inputs_are_refused_in_bounded_memory(raw, tmp_path, make):
     out = tmp_path / 'out'
     code, lines, peak = peak_run(['prepare', dataset, '--raw', raw, '--out', out, '--jobs', 2],
                                  tmp_path)
-    assert code == 2 and len(lines) == 1, lines   # ... refused with one line
+    assert peak < PEAK_RSS_MB, f'peak RSS {peak:.0f} MB'   # ... in bounded memory
+    print(f'{make.__name__}: peak RSS {peak:.0f} MB')
+    assert code == 2 and len(lines) == 1, lines   # ... refused with one line, before decoding
     assert lines[0].startswith('cgrseg prepare: error: ') and where in lines[0], lines[0]
     assert any(word in lines[0] for word in ('declares', 'more than', 'pixels')), lines[0]
-    assert peak < PEAK_RSS_MB, f'peak RSS {peak:.0f} MB'
-    print(f'{make.__name__}: peak RSS {peak:.0f} MB')
     assert not out.exists()
 
 
