@@ -195,6 +195,37 @@ def test_zip_bomb_of_many_plausible_members_is_refused(fails, raw, monkeypatch):
 
 # ---------------------------------------------------------------- undecodable input
 
+@pytest.mark.parametrize('content', [b'', b'\xff\xfe  x.zip\n', b'not-hex  x.zip\n'])
+@pytest.mark.parametrize('command', ['download', 'prepare'])
+def test_broken_recorded_checksum_is_one_line(run_cli, raw, tmp_path, content, command):
+    sources = tmp_path / 'sources.yaml'
+    sources.write_text(json.dumps({'datasets': {'coco_stuff10k': {
+        'archives': [{'name': COCO, 'url': (raw / COCO).as_uri(), 'checksum': None}],
+        'counts': {'train': 8, 'val': 4}}}}))
+    record = raw / f'{COCO}.sha256'
+    record.write_bytes(content)
+    if command == 'download':
+        result = run_cli('download', 'coco_stuff10k', '--sources', sources, '--dest', raw)
+    else:
+        edit_zip(raw / COCO, lambda n, d: None if n == 'CGRSEG_SYNTHETIC.json' else d)   # "real"
+        result = run_cli('prepare', 'coco_stuff10k', '--raw', raw, '--out', tmp_path / 'out',
+                         '--sources', sources)
+    assert result.code == 2 and result.err.count('\n') == 1, result.err
+    assert result.error_lines == [f'cgrseg {command}: error: {record}: not a recorded sha256 '
+                                  '("<64 hex digits>  <name>"); delete it and run `cgrseg download` '
+                                  'again']
+
+
+@pytest.mark.parametrize('content', ['[]', '{"archives": []}', '{"archives": {"x": 1}}'])
+def test_a_manifest_of_another_shape_is_rebuilt(run_cli, raw, tmp_path, content):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'ade20k.manifest.json').write_text(content)
+    result = run_cli('prepare', 'ade20k', '--raw', raw, '--out', out, '--jobs', 1)
+    assert result.code == 0, result.err
+    assert json.loads((out / 'ade20k.manifest.json').read_text())['dataset'] == 'ade20k'
+
+
 def test_coco_list_with_non_utf8_bytes(fails, raw):
     edit_zip(raw / COCO, lambda n, d: d + b'\xff\xfe\n' if n == 'imageLists/train.txt' else d)
     fails('coco_stuff10k', f'{raw / COCO}: imageLists/train.txt is not UTF-8 text')

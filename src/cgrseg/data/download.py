@@ -104,7 +104,7 @@ def _verify(path, archive, dest, existing=False):
     actual = src.file_digests(path, algorithms)
     recorded = pinned is None and record.exists()
     if recorded:
-        pinned = ('sha256', record.read_text().split()[0])
+        pinned = ('sha256', src.read_record(record))
         archive = dict(archive, checksum=f'sha256:{pinned[1]}  (recorded in {record})')
     if pinned and actual[pinned[0]] != pinned[1]:
         advice = f'; delete {path} to download it again' if existing else ''

@@ -74,10 +74,11 @@ def _fingerprint(path):
 def _up_to_date(manifest, root, archives):
     try:
         old = json.loads(manifest.read_text())
-    except (OSError, ValueError):
+        recorded = {name: a.get('sha256') for name, a in old.get('archives', {}).items()}
+        version = old.get('manifest_version')
+    except (OSError, ValueError, AttributeError):   # unreadable, or not the manifest's shape
         return False
-    recorded = {name: a.get('sha256') for name, a in old.get('archives', {}).items()}
-    return (root.is_dir() and old.get('manifest_version') == MANIFEST_VERSION
+    return (root.is_dir() and version == MANIFEST_VERSION
             and recorded == {name: a['sha256'] for name, a in archives.items()})
 
 
@@ -91,7 +92,7 @@ def _real_counts(dataset, sources, raw, archives):
         record = raw / f'{archive["name"]}.sha256'
         advice = ''
         if expected is None and record.is_file():
-            expected = f'sha256:{record.read_text().split()[0]}'
+            expected = f'sha256:{src.read_record(record)}'
             advice = (f' (recorded in {record}; if that record is the wrong one, delete it and run '
                       '`cgrseg download` again)')
         pinned = src.parse_checksum(expected)
