@@ -1,6 +1,7 @@
 """Shared pytest fixtures (generic: add your own below, keep them independent of one another)."""
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -38,6 +39,8 @@ class _FileHandler(BaseHTTPRequestHandler):
         server.log.append({'path': self.path, 'range': self.headers.get('Range')})
         if server.statuses:
             return self._error(server.statuses.pop(0))
+        if self.path in server.redirects:
+            return self._redirect(server.redirects[self.path])
         path = server.root / unquote(self.path.lstrip('/'))
         if not path.is_file():
             return self._error(404)
@@ -51,12 +54,16 @@ class _FileHandler(BaseHTTPRequestHandler):
             return None
         body = data[start:]
         self.send_response(206 if start else 200)
+        if server.chunked:
+            return self._send_chunked(body, start, len(data))
         self.send_header('Content-Length', str(len(body)))
         self.send_header('Accept-Ranges', 'bytes')
         if start:
             self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
         self.end_headers()
         cut = server.cuts.pop(0) if server.cuts else None
+        if server.drip:
+            return self._drip(body)
         if cut is None:
             self.wfile.write(body)
         else:   # announce the full length, send part of it, hang up
@@ -65,6 +72,34 @@ class _FileHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
         return None
+
+    def _send_chunked(self, body, start, size):
+        """The body in chunks without Content-Length (Transfer-Encoding: chunked)."""
+        self.send_header('Transfer-Encoding', 'chunked')
+        if start:
+            self.send_header('Content-Range', f'bytes {start}-{size - 1}/{size}')
+        self.end_headers()
+        for offset in range(0, len(body), 4096):
+            piece = body[offset:offset + 4096]
+            self.wfile.write(f'{len(piece):x}\r\n'.encode() + piece + b'\r\n')
+        self.wfile.write(b'0\r\n\r\n')
+
+    def _drip(self, body):
+        """Send ``server.drip = (bytes, seconds)``: that many bytes, then a pause, and so on."""
+        size, pause = self.server.drip
+        try:
+            for offset in range(0, len(body), size):
+                self.wfile.write(body[offset:offset + size])
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:   # the client gave up
+            self.close_connection = True
+
+    def _redirect(self, location):
+        self.send_response(302)
+        self.send_header('Location', location)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
 
     def _range_start(self):
         value = self.headers.get('Range', '')
@@ -87,11 +122,15 @@ def http_server(tmp_path_factory):
       (``None`` entries send everything);
     - ``server.statuses``: per request, answer with this HTTP status instead;
     - ``server.honour_range = False``: ignore Range requests (always 200 with the whole file);
+    - ``server.chunked = True``: send bodies chunked, without Content-Length;
+    - ``server.drip = (n, seconds)``: send n body bytes, pause, repeat (a slow server);
+    - ``server.redirects``: request path -> Location of a 302 answer (e.g. a loop);
     - ``server.log``: the requests seen ({'path', 'range'}); ``server.url``: base URL ending in /.
     """
     server = ThreadingHTTPServer(('127.0.0.1', 0), _FileHandler)
     server.root = tmp_path_factory.mktemp('served')
     server.cuts, server.statuses, server.log, server.honour_range = [], [], [], True
+    server.chunked, server.drip, server.redirects = False, None, {}
     server.url = f'http://127.0.0.1:{server.server_address[1]}/'
     thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
     thread.start()

@@ -103,19 +103,24 @@ def test_mat_without_s(prepare_fails, raw):
     prepare_fails('coco_stuff10k', f'{raw / COCO}:{target}: no label field S (fields: labels)')
 
 
+def coco_image_shape(path, target):
+    stem = target[len('annotations/'):-len('.mat')]
+    with zipfile.ZipFile(path) as archive:
+        width, height = Image.open(io.BytesIO(archive.read(f'images/{stem}.jpg'))).size
+    return height, width
+
+
 def test_mat_with_fractional_labels(prepare_fails, raw):
     target = first_member(raw / COCO, '.mat')
-    rewrite_zip(raw / COCO, lambda name, data: mat(S=np.full((4, 4), 1.5)) if name == target else data)
+    labels = np.full(coco_image_shape(raw / COCO, target), 1.5)
+    rewrite_zip(raw / COCO, lambda name, data: mat(S=labels) if name == target else data)
     prepare_fails('coco_stuff10k', f'{target}: S must be a 2-D map of whole-number labels, not float64')
 
 
 @pytest.mark.parametrize('bad_id', [12, 183])   # an unused thing id, and past the last id
 def test_coco_label_id_out_of_range(prepare_fails, raw, bad_id):
     target = first_member(raw / COCO, '.mat')
-    stem = target[len('annotations/'):-len('.mat')]
-    with zipfile.ZipFile(raw / COCO) as archive:
-        width, height = Image.open(io.BytesIO(archive.read(f'images/{stem}.jpg'))).size
-    labels = np.ones((height, width), np.uint16)
+    labels = np.ones(coco_image_shape(raw / COCO, target), np.uint16)
     labels[0, 0] = bad_id
     rewrite_zip(raw / COCO, lambda name, data: mat(S=labels) if name == target else data)
     prepare_fails('coco_stuff10k', f'{target}: label id {bad_id} out of range', jobs=1)

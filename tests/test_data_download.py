@@ -190,3 +190,86 @@ def test_plan_url_forms():
         download.plan(two, ['http://m/a.zip'])
     with pytest.raises(CGRSegError, match='must be http'):
         download.plan(one, ['ftp://m/a.zip'])
+
+
+# ---------------------------------------------------------------- slow, chunked, wrong and looping
+
+def test_download_gives_up_on_a_trickle_and_keeps_the_part(run_cli, served, tmp_path):
+    server, sources = served
+    server.drip = (1, 0.3)   # one byte every 0.3 s: never trips the read timeout
+    result = fetch_ade(run_cli, server, sources, tmp_path, '--retries', 0, '--timeout', 2,
+                       '--min-rate', 100)
+    assert_one_error(result, 'too slow:', 'below --min-rate 100 bytes/s',
+                     f'{tmp_path / ADE}.part is kept: run again to resume')
+    kept = (tmp_path / f'{ADE}.part').stat().st_size
+    assert 1 <= kept < 20 and not (tmp_path / ADE).exists()
+    server.drip = None
+    again = fetch_ade(run_cli, server, sources, tmp_path)
+    assert again.code == 0, again.err
+    assert server.log[-1]['range'] == f'bytes={kept}-'
+    assert sha256(tmp_path / ADE) == sha256(server.root / ADE)
+
+
+def test_download_accepts_a_chunked_body_without_content_length(run_cli, served, tmp_path):
+    server, sources = served
+    server.chunked = True
+    result = fetch_ade(run_cli, server, sources, tmp_path, '--retries', 0)
+    assert result.code == 0, result.err
+    assert sha256(tmp_path / ADE) == sha256(server.root / ADE)
+
+
+def unpinned_coco(server, tmp_path):
+    name = 'cocostuff-10k-v1.1.zip'
+    sources = tmp_path / 'sources.yaml'
+    sources.write_text(yaml.safe_dump({'version': 1, 'datasets': {'coco_stuff10k': {
+        'archives': [{'name': name, 'url': server.url + name, 'checksum': None}],
+        'counts': {'train': 8, 'val': 4}}}}))
+    return name, sources
+
+
+def test_download_accepts_a_chunked_unpinned_archive_by_its_format(run_cli, served, tmp_path):
+    server, _ = served
+    server.chunked = True
+    name, sources = unpinned_coco(server, tmp_path)
+    result = run_cli('download', 'coco_stuff10k', '--sources', sources, '--dest', tmp_path / 'raw',
+                     '--retries', 0)
+    assert result.code == 0, result.err
+    assert (tmp_path / 'raw' / f'{name}.sha256').read_text().split()[0] == sha256(server.root / name)
+
+
+def test_download_never_records_the_checksum_of_an_error_page(run_cli, served, tmp_path):
+    server, _ = served
+    name, sources = unpinned_coco(server, tmp_path)
+    real = (server.root / name).read_bytes()
+    (server.root / name).write_bytes(b'<!DOCTYPE html><html><body>Service unavailable</body></html>')
+    raw = tmp_path / 'raw'
+    result = run_cli('download', 'coco_stuff10k', '--sources', sources, '--dest', raw)
+    assert_one_error(result, f'{name}: not a zip archive', 'HTML', 'no checksum recorded')
+    assert list(raw.iterdir()) == []   # neither the page nor a .sha256 of it
+    (server.root / name).write_bytes(real)   # the server recovers: the real archive is accepted
+    assert run_cli('download', 'coco_stuff10k', '--sources', sources, '--dest', raw).code == 0
+
+
+def test_download_mismatch_with_a_recorded_checksum_says_how_to_reset_it(run_cli, served, tmp_path):
+    server, _ = served
+    name, sources = unpinned_coco(server, tmp_path)
+    raw = tmp_path / 'raw'
+    raw.mkdir()
+    (raw / f'{name}.sha256').write_text(f'{"0" * 64}  {name}\n')   # recorded from a bad download
+    result = run_cli('download', 'coco_stuff10k', '--sources', sources, '--dest', raw)
+    assert_one_error(result, 'checksum mismatch', f'delete {raw / name}.sha256 and download again')
+
+
+def test_download_pinned_mismatch_says_what_the_file_is(run_cli, served, tmp_path):
+    server, sources = served
+    (server.root / ADE).write_bytes(b'<html><body>Not found</body></html>')
+    result = fetch_ade(run_cli, server, sources, tmp_path)
+    assert_one_error(result, 'checksum mismatch', 'not a zip archive', 'HTML')
+
+
+def test_download_redirect_loop_is_one_line(run_cli, served, tmp_path):
+    server, sources = served
+    server.redirects = {'/' + ADE: server.url + ADE}
+    result = fetch_ade(run_cli, server, sources, tmp_path)
+    assert_one_error(result, f'{server.url}{ADE}: too many redirects')
+    assert list(tmp_path.iterdir()) == []

@@ -217,6 +217,7 @@ def test_real_archive_must_match_the_recorded_sha256(run_cli, synth_archives, tm
                      '--sources', sources)
     assert result.code == 2 and not (tmp_path / 'out').exists()
     assert f'expected sha256:{"0" * 64}, got sha256:' in result.error_lines[0]
+    assert f'delete it and run `cgrseg download` again' in result.error_lines[0]
 
 
 def test_coco_stuff_accepts_labels_stored_as_double():
@@ -225,3 +226,22 @@ def test_coco_stuff_accepts_labels_stored_as_double():
     savemat(buffer, {'S': np.array([[0.0, 13.0], [182.0, 11.0]])})
     raw = label_field(buffer.getvalue(), 'x.mat')
     assert map_labels(raw, 'x.mat').tolist() == [[0, 12], [171, 11]]
+
+
+def test_mat_headers_agree_with_scipys_whosmat(synth_archives):
+    """prepare reads .mat shapes from the headers only; scipy's whosmat is the reference."""
+    from scipy.io import whosmat
+
+    from cgrseg.data.coco_stuff10k import mat_headers
+    samples = []
+    with zipfile.ZipFile(synth_archives / 'cocostuff-10k-v1.1.zip') as archive:
+        samples += [archive.read(n) for n in archive.namelist() if n.endswith('.mat')]
+    for compress in (False, True):
+        buffer = io.BytesIO()
+        savemat(buffer, {'names': np.array(['a', 'bb'], dtype=object), 'x': 1.5,
+                         'S': np.zeros((7, 5), np.uint16), 'cube': np.ones((3, 4, 2))},
+                do_compression=compress)
+        samples.append(buffer.getvalue())
+    for data in samples:
+        ours = {name: shape for name, (shape, _) in mat_headers(data).items()}
+        assert ours == {name: shape for name, shape, _ in whosmat(io.BytesIO(data))}

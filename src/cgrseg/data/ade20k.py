@@ -29,9 +29,10 @@ def convert(paths, root, jobs):
     with archive:
         names = set(archive.namelist())
         tasks = [task for split in FOLDERS for task in _pairs(paths[0], names, split)]
+        _no_overlap(paths[0], tasks)
         for extra in EXTRAS + (common.MARKER,):
-            if PREFIX + extra in names:
-                common.write_bytes(root / extra, common.read_member(archive, PREFIX + extra))
+            if PREFIX + extra in names:   # streamed, and only if of a plausible size
+                common.copy_member(archive, PREFIX + extra, root / extra, common.MAX_TEXT_BYTES)
     splits, _ = common.collect(
         common.parallel_map(_copy_pair, tasks, jobs, 'ade20k', (paths[0], root)))
     sources = {split: f'{paths[0]}:{PREFIX}images/{folder}' for split, folder in FOLDERS.items()}
@@ -48,7 +49,17 @@ def _pairs(path, names, split):
     for stem in sorted(images ^ labels):
         kind = 'annotation' if stem in images else 'image'
         raise CGRSegError(f'{path}: {folder}/{stem} has no {kind}')
+    for stem in images:
+        common.plain_name(f'{stem}.jpg', f'{path}: {PREFIX}images/{folder}')
     return [(split, f'{path.name}:{folder}/{stem}', folder, stem) for stem in sorted(images)]
+
+
+def _no_overlap(path, tasks):
+    """The same image in both splits would evaluate on training data."""
+    seen = {}
+    for _, _, folder, stem in tasks:
+        if seen.setdefault(stem, folder) != folder:
+            raise CGRSegError(f'{path}: {stem} is in {seen[stem]} and {folder} (the splits overlap)')
 
 
 def _stems(names, folder, suffix):
@@ -60,22 +71,24 @@ def _stems(names, folder, suffix):
 def _copy_pair(task):
     split, name, folder, stem = task
     archive, root = common.worker_zip(), common.worker_root()
-    image = common.read_member(archive, f'{PREFIX}images/{folder}/{stem}.jpg')
+    image_path = root / 'images' / folder / f'{stem}.jpg'
+    common.copy_member(archive, f'{PREFIX}images/{folder}/{stem}.jpg', image_path)
+    width, height = common.image_size(image_path, f'{name}.jpg')
     label_bytes = common.read_member(archive, f'{PREFIX}annotations/{folder}/{stem}.png')
-    width, height = common.image_size(image, f'{name}.jpg')
-    labels = _labels(label_bytes, f'{name}.png')
-    if labels.shape != (height, width):
-        raise CGRSegError(f'{name}.png: {labels.shape[1]}x{labels.shape[0]} labels for a '
-                       f'{width}x{height} image')
-    common.write_bytes(root / 'images' / folder / f'{stem}.jpg', image)
+    labels = _labels(label_bytes, f'{name}.png', (width, height))
     common.write_bytes(root / 'annotations' / folder / f'{stem}.png', label_bytes)
     return split, stem, common.histogram(labels)
 
 
-def _labels(data, name):
+def _labels(data, name, size):
+    """The decoded label map, after checking its header: mode, and the image's size."""
+    common.image_size(data, name)   # refuses a huge map before decoding it
     with Image.open(io.BytesIO(data)) as img:
         if img.mode not in ('L', 'P'):
             raise CGRSegError(f'{name}: labels must be an 8-bit single-channel PNG, not mode {img.mode}')
+        if img.size != size:
+            raise CGRSegError(f'{name}: {img.size[0]}x{img.size[1]} labels for a '
+                              f'{size[0]}x{size[1]} image')
         labels = np.asarray(img)
     if labels.max() > NUM_CLASSES:
         raise CGRSegError(f'{name}: label {labels.max()} out of range 0..{NUM_CLASSES}')

@@ -34,7 +34,10 @@ def add_parser(subparsers):
     download.add_argument('--retry-wait', type=float, default=2.0, metavar='SECONDS',
                           help='first wait between retries, doubled each time (default 2)')
     download.add_argument('--timeout', type=float, default=60.0, metavar='SECONDS',
-                          help='connect/read timeout (default 60)')
+                          help='connect/read timeout, and the window of --min-rate (default 60)')
+    download.add_argument('--min-rate', type=float, default=1024, metavar='BYTES_PER_S',
+                          help='give the attempt up (keeping the .part to resume from) when fewer '
+                               'bytes/s arrive over a --timeout window; 0: never (default 1024)')
     download.set_defaults(func=_download)
 
     prepare = subparsers.add_parser(
@@ -65,7 +68,8 @@ def _download(args):
     entry = sources.dataset_entry(sources.load(doc_path), args.dataset, doc_path)
     for archive, url in download.plan(entry['archives'], args.url, args.from_dir):
         final = download.fetch(archive, url, args.dest, retries=args.retries,
-                               retry_wait=args.retry_wait, timeout=args.timeout)
+                               retry_wait=args.retry_wait, timeout=args.timeout,
+                               min_rate=args.min_rate)
         print(final)
 
 

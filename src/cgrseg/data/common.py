@@ -1,12 +1,16 @@
 """Helpers shared by the dataset converters and the synthetic-archive writers."""
+import errno
 import functools
 import io
 import json
 import multiprocessing
+import shutil
 import sys
 import tarfile
+import warnings
 import zipfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -74,13 +78,73 @@ def guarded(fn):
             return fn(task)
         except CGRSegError:
             raise
+        except OSError as err:
+            where = worker_root().parent if worker_root() else task[1]
+            raise disk_error(err, where) or CGRSegError(
+                f'{task[1]}: {type(err).__name__}: {one_line(err)}') from None
         except Exception as err:  # noqa: BLE001 -- any decoder error means a broken input file
-            raise CGRSegError(f'{task[1]}: {type(err).__name__}: {err}') from None
+            raise CGRSegError(f'{task[1]}: {type(err).__name__}: {one_line(err)}') from None
     return run
 
 
 def histogram(labels):
-    return np.bincount(np.asarray(labels, dtype=np.uint8).ravel(), minlength=256)
+    """Counts of each value 0..255 of a uint8 label map, in slices (bincount widens to int64)."""
+    flat = np.asarray(labels, dtype=np.uint8).ravel()
+    counts = np.zeros(256, dtype=np.int64)
+    for start in range(0, flat.size, SLICE):
+        counts += np.bincount(flat[start:start + SLICE], minlength=256)
+    return counts
+
+
+# ---------------------------------------------------------------- limits and confinement
+
+# Limits that no image of the three datasets comes near (COCO <= 640 px, VOC <= 500 px, ADE20K
+# challenge images a few Mpx) and that keep one worker's working set far below ~300 MB.
+MAX_PIXELS = 4096 * 4096          # per image or label map
+MAX_MEMBER_BYTES = 64 << 20       # one image, label map or .mat file, as stored (decompressed)
+MAX_TEXT_BYTES = 16 << 20         # a text copied as it is: objectInfo150.txt, sceneCategories.txt
+MAX_LIST_BYTES = 2 << 20          # a text that is parsed: a split list (COCO: 261 kB), a marker
+SLICE = 1 << 20                   # elements processed at a time in the label maps
+# Images and .mat files hardly compress, so an official zip expands to about its own size; a zip
+# that declares more than this many times its size (and over EXPANSION_FLOOR) is a zip bomb.
+MAX_EXPANSION = 10
+EXPANSION_FLOOR = 1 << 30
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def plain_name(name, where):
+    """``name`` if it is a single file name (so ``root / name`` stays under root), else an error."""
+    if (not isinstance(name, str) or name in ('', '.', '..') or '/' in name or '\\' in name
+            or '\0' in name or not name.isprintable()):
+        raise CGRSegError(f'{where}: {name!r} is not a plain file name (it would be written outside '
+                          'the output folder)')
+    return name
+
+
+def member_problem(name):
+    """Why an archive member name is hostile (absolute, or '..' anywhere), or None."""
+    if name.startswith('/') or '\0' in name or '..' in PurePosixPath(name).parts:
+        return 'escapes the archive root (absolute or ..)'
+    return None
+
+
+def check_members(path, names):
+    for name in names:
+        problem = member_problem(name)
+        if problem:
+            raise CGRSegError(f'{path}: member {name!r} {problem}')
+
+
+def one_line(text):
+    return ' '.join(str(text).split())
+
+
+def disk_error(err, where):
+    """A CGRSegError for an OSError raised while writing (full disk, quota, read-only, denied)."""
+    if err.errno not in WRITE_ERRNOS:
+        return None
+    return CGRSegError(f'{where}: cannot write: {err.strerror} (nothing was kept; free space or fix '
+                       'the permissions and run again)')
 
 
 def write_png(path, labels):
@@ -93,31 +157,99 @@ def write_bytes(path, data):
     path.write_bytes(data)
 
 
-def image_size(data, name):
-    """(width, height) of encoded image bytes; only the header is decoded."""
+def image_size(source, name):
+    """(width, height) of an encoded image (bytes or a path), from its header only; refuses more
+    than MAX_PIXELS before anything is decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                size = img.size
+    except Image.DecompressionBombError as err:
+        raise CGRSegError(f'{name}: {one_line(err)} (more than {MAX_PIXELS} pixels)') from None
     except Exception as err:  # noqa: BLE001 -- PIL raises several unrelated types
-        raise CGRSegError(f'{name}: not a readable image ({err})') from None
+        raise CGRSegError(f'{name}: not a readable image ({one_line(err)})') from None
+    check_pixels(size, name)
+    return size
+
+
+def check_pixels(size, name):
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise CGRSegError(f'{name}: {width}x{height} is {width * height} pixels, more than the '
+                          f'{MAX_PIXELS} an image of these datasets may have')
 
 
 # ---------------------------------------------------------------- archives
 
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError,
+              ValueError)   # ValueError: UnicodeDecodeError of a member name flagged as UTF-8
+
+
 def open_zip(path):
+    """The zip at ``path``, after refusing hostile member names."""
     try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise CGRSegError(f'{path}: not a readable zip archive ({err})') from None
+        archive = zipfile.ZipFile(path)
+    except UnicodeDecodeError as err:
+        raise CGRSegError(f'{path}: not a readable zip archive (a member name is not UTF-8 although '
+                          f'flagged so: {err.reason} at byte {err.start})') from None
+    except ZIP_ERRORS as err:
+        raise CGRSegError(f'{path}: not a readable zip archive ({one_line(err)})') from None
+    check_members(path, archive.namelist())
+    declared = sum(info.file_size for info in archive.infolist())
+    limit = max(EXPANSION_FLOOR, MAX_EXPANSION * Path(path).stat().st_size)
+    if declared > limit:
+        archive.close()
+        raise CGRSegError(f'{path}: its members declare {declared} bytes, more than {limit} '
+                          f'({MAX_EXPANSION} times the archive; a zip bomb?)')
+    return archive
 
 
-def read_member(archive, name):
+def member_info(archive, name, limit):
+    """The ZipInfo of ``name``, refusing a declared size above ``limit`` before reading anything."""
     try:
-        return archive.read(name)
+        info = archive.getinfo(name)
     except KeyError:
         raise CGRSegError(f'{archive.filename}: missing {name}') from None
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise CGRSegError(f'{archive.filename}: {name} is damaged ({err})') from None
+    if info.file_size > limit:
+        raise CGRSegError(f'{archive.filename}:{name} declares {info.file_size} bytes, more than '
+                          f'the {limit} such a member may have')
+    return info
+
+
+def read_member(archive, name, limit=MAX_MEMBER_BYTES):
+    """The bytes of member ``name`` (at most ``limit``; zipfile never returns more than declared)."""
+    info = member_info(archive, name, limit)
+    try:
+        with archive.open(info) as f:
+            return f.read(limit)
+    except ZIP_ERRORS as err:
+        raise CGRSegError(f'{archive.filename}: {name} is damaged ({one_line(err)})') from None
+
+
+def copy_member(archive, name, path, limit=MAX_MEMBER_BYTES):
+    """Stream member ``name`` into the file ``path`` (never whole in memory)."""
+    info = member_info(archive, name, limit)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with archive.open(info) as fin, open(path, 'wb') as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:
+            raise
+        raise CGRSegError(f'{archive.filename}: {name} is damaged ({one_line(err)})') from None
+    except ZIP_ERRORS as err:
+        raise CGRSegError(f'{archive.filename}: {name} is damaged ({one_line(err)})') from None
+
+
+def read_text(archive, name):
+    """A text member (a split list) decoded as UTF-8, at most MAX_LIST_BYTES (each line becomes
+    an object: a deflated list of millions of short lines would expand in memory)."""
+    try:
+        return read_member(archive, name, MAX_LIST_BYTES).decode()
+    except UnicodeDecodeError as err:
+        raise CGRSegError(f'{archive.filename}: {name} is not UTF-8 text ({err.reason} at byte '
+                          f'{err.start})') from None
 
 
 def zip_marker(path, prefix=''):
@@ -126,19 +258,23 @@ def zip_marker(path, prefix=''):
     with archive:
         if prefix + MARKER not in archive.namelist():
             return None
-        return parse_marker(read_member(archive, prefix + MARKER), f'{path}:{prefix}{MARKER}')
+        data = read_member(archive, prefix + MARKER, MAX_LIST_BYTES)
+        return parse_marker(data, f'{path}:{prefix}{MARKER}')
 
 
 def tar_marker(path):
     """The marker if it is the first member of the tar at ``path`` (where synth puts it), else None."""
     try:
-        with tarfile.open(path) as tar:
+        with tarfile.open(path, 'r:') as tar:   # uncompressed, as the official VOC tar
             first = tar.next()
-            if first is None or Path(first.name).name != MARKER:
+            if first is None or Path(first.name).name != MARKER or not first.isfile():
                 return None
+            if first.size > MAX_LIST_BYTES:
+                raise CGRSegError(f'{path}:{first.name} declares {first.size} bytes, more than '
+                                  f'the {MAX_LIST_BYTES} a marker may have')
             return parse_marker(tar.extractfile(first).read(), f'{path}:{first.name}')
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise CGRSegError(f'{path}: not a readable tar archive ({err})') from None
+        raise CGRSegError(f'{path}: not a readable tar archive ({one_line(err)})') from None
 
 
 def parse_marker(data, where):

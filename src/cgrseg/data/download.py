@@ -5,9 +5,12 @@ Each archive streams into ``DEST/<name>.part``; an interrupted transfer is resum
 Range request (or a seek for file:// URLs) on the next attempt or the next run. Only an archive
 whose checksum matches is renamed to ``DEST/<name>``; a mismatching ``.part`` is deleted.
 """
+import errno
 import os
 import sys
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,6 +23,7 @@ from ..io import write_text
 from . import sources as src
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+MIN_RATE = 1024   # bytes/s, averaged over each --timeout window; 0 turns the check off
 
 
 class TransferError(Exception):
@@ -52,19 +56,29 @@ def plan(archives, urls=(), from_dir=None):
     return [(a, chosen[a['name']]) for a in archives]
 
 
-def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60):
+def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60, min_rate=MIN_RATE):
     """Download one archive into ``dest`` and verify it; returns its final path."""
     dest = Path(dest)
+    part = dest / f'{archive["name"]}.part'
+    try:
+        return _fetch(archive, url, dest, part, retries, retry_wait, timeout, min_rate)
+    except OSError as err:   # a full disk, a read-only or foreign folder: one line
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            kept = f' ({part} is kept: free space and run again to resume)' if part.exists() else ''
+            raise CGRSegError(f'{dest}: cannot write: {err.strerror}{kept}') from None
+        raise CGRSegError(f'{err.filename or dest}: {err.strerror or err}') from None
+
+
+def _fetch(archive, url, dest, part, retries, retry_wait, timeout, min_rate):
     final = dest / archive['name']
     if final.exists():
         _verify(final, archive, dest, existing=True)
         print(f'{final}: present, checksum verified', file=sys.stderr)
         return final
     dest.mkdir(parents=True, exist_ok=True)
-    part = dest / f'{archive["name"]}.part'
     for attempt in range(retries + 1):
         try:
-            _transfer(url, part, timeout)
+            _transfer(url, part, timeout, min_rate)
             break
         except TransferError as err:
             if attempt == retries:
@@ -82,29 +96,70 @@ def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60):
 
 
 def _verify(path, archive, dest, existing=False):
-    """Check ``path`` against the pinned checksum, or against (else into) DEST/<name>.sha256."""
+    """Check ``path`` against the pinned checksum, or against (else into) DEST/<name>.sha256; an
+    archive whose checksum is not pinned must at least have its format before one is recorded."""
     pinned = src.parse_checksum(archive['checksum'])
     record = dest / f'{archive["name"]}.sha256'
     algorithms = {'sha256'} | ({pinned[0]} if pinned else set())
     actual = src.file_digests(path, algorithms)
-    if pinned is None and record.exists():
-        pinned = ('sha256', record.read_text().split()[0])
+    recorded = pinned is None and record.exists()
+    if recorded:
+        pinned = ('sha256', src.read_record(record))
         archive = dict(archive, checksum=f'sha256:{pinned[1]}  (recorded in {record})')
     if pinned and actual[pinned[0]] != pinned[1]:
         advice = f'; delete {path} to download it again' if existing else ''
+        problem = format_problem(path, archive['name'])
+        hint = f'; {problem}' if problem else ''
+        if recorded:
+            advice += (f'; if the recorded checksum is the wrong one (recorded from a bad download), '
+                       f'delete {record} and download again')
         raise CGRSegError(f'{path.name}: checksum mismatch: expected {archive["checksum"]}, '
-                       f'got {pinned[0]}:{actual[pinned[0]]}{advice}')
+                       f'got {pinned[0]}:{actual[pinned[0]]}{hint}{advice}')
     if pinned is None:
+        problem = format_problem(path, archive['name'])
+        if problem:
+            advice = f'delete {path}, then check' if existing else 'check'
+            raise CGRSegError(f'{archive["name"]}: {problem}; no checksum recorded. {advice} the URL '
+                              '(--url) or fetch the archive yourself (--from-dir)')
         write_text(record, f'{actual["sha256"]}  {archive["name"]}\n')  # enforced later: never half-written
         print(f'{archive["name"]}: no published checksum; recorded sha256 in {record}. Pin it in the '
               f'data file: checksum: sha256:{actual["sha256"]}', file=sys.stderr)
 
 
-def _transfer(url, part, timeout):
+def format_problem(path, name):
+    """Why the file at ``path`` is not an archive of the kind its ``name`` says (zip, uncompressed
+    tar, JSON), or None. Reads its header and directory only."""
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    kind = next((k for k in ('zip', 'tar', 'json') if name.endswith(f'.{k}')), None)
+    if kind is None:
+        return None
+    looks = _looks_like(head)
+    if kind == 'json':
+        return None if head.lstrip()[:1] in (b'{', b'[') else f'not a JSON file ({looks})'
+    try:
+        if kind == 'zip':
+            with zipfile.ZipFile(path) as archive:
+                readable = bool(archive.infolist()) and head[:4] == b'PK\x03\x04'
+        else:
+            with tarfile.open(path, 'r:') as archive:
+                readable = archive.next() is not None   # a header with a valid checksum
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError, OSError):
+        readable = False
+    return None if readable else f'not a {kind} archive ({looks})'
+
+
+def _looks_like(head):
+    if head.lstrip().startswith(b'<'):
+        return 'it is an HTML/XML page: an error page served with status 200?'
+    return f'it starts with {head[:16]!r}'
+
+
+def _transfer(url, part, timeout, min_rate):
     if urlparse(url).scheme == 'file':
         _copy_file(Path(unquote(urlparse(url).path)), part)
     else:
-        _http_get(url, part, timeout)
+        _http_get(url, part, timeout, min_rate)
 
 
 def _copy_file(source, part):
@@ -121,7 +176,7 @@ def _copy_file(source, part):
             bar.update(len(block))
 
 
-def _http_get(url, part, timeout):
+def _http_get(url, part, timeout, min_rate):
     offset = part.stat().st_size if part.exists() else 0
     # identity: Range offsets and Content-Length must count the bytes we store
     headers = {'Accept-Encoding': 'identity'}
@@ -137,20 +192,47 @@ def _http_get(url, part, timeout):
                 offset = 0   # the server sent the whole file
             length = response.headers.get('Content-Length')
             total = offset + int(length) if length is not None else None
+            rate = RateGuard(min_rate, timeout)
             with open(part, 'ab' if offset else 'wb') as f, \
                     _progress(part.name, total, offset) as bar:
                 for block in _blocks(response):
                     f.write(block)
                     bar.update(len(block))
+                    rate.update(len(block))
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
             urllib3.exceptions.HTTPError) as err:
         broken = f' ({type(err).__name__})'
         if total is None:
             raise TransferError(f'transfer failed{broken}') from None
+    except requests.TooManyRedirects as err:
+        raise CGRSegError(f'{url}: too many redirects (a redirect loop?): {err}') from None
+    except requests.RequestException as err:
+        raise CGRSegError(f'{url}: {type(err).__name__}: {" ".join(str(err).split())}') from None
     size = part.stat().st_size
-    if broken or size != total:
+    if broken or (total is not None and size != total):
         raise TransferError(f'connection closed after {size} of {total} bytes{broken}')
+    # without Content-Length (chunked), a body that ended cleanly is complete as far as HTTP can
+    # tell: the checksum, or for an unpinned archive its format, decides
     return None
+
+
+class RateGuard:
+    """Raise TransferError when fewer than ``min_rate`` bytes/s arrive over a ``window`` of seconds
+    (a server that trickles bytes never trips the read timeout)."""
+
+    def __init__(self, min_rate, window):
+        self.min_rate, self.window = min_rate, max(float(window), 1e-3)
+        self.start, self.bytes = time.monotonic(), 0
+
+    def update(self, count):
+        self.bytes += count
+        elapsed = time.monotonic() - self.start
+        if not self.min_rate or elapsed < self.window:
+            return
+        if self.bytes < self.min_rate * elapsed:
+            raise TransferError(f'too slow: {self.bytes} bytes in {elapsed:.1f} s, below --min-rate '
+                                f'{self.min_rate:g} bytes/s')
+        self.start, self.bytes = time.monotonic(), 0
 
 
 def _blocks(response):

@@ -7,11 +7,11 @@ Splits: the JSON images' ``phase`` (``train``/``val``), as Detail and mmseg use;
 records whether they agree with VOC2010's ImageSets/Main/{train,val}.txt.
 """
 import json
+import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as coco_mask
 from tqdm import tqdm
 
@@ -33,6 +33,8 @@ LISTS = {split: f'ImageSets/SegmentationContext/{split}.txt' for split in ('trai
 LAYOUT = {split: {'img_dir': 'JPEGImages', 'ann_dir': 'SegmentationClassContext', 'split': listed}
           for split, listed in LISTS.items()}
 LUT = pascal_context_lut()
+# The real trainval_merged.json is a few hundred MB and parsed whole; anything far larger is not it.
+MAX_JSON_BYTES = 2 << 30
 SPLIT_SOURCE = ("trainval_merged.json images' phase field (train/val), as the Detail API and "
                 "mmseg's converter use it")
 
@@ -56,27 +58,50 @@ def convert(paths, root, jobs):
 
 
 def _extract(path, root):
-    """Extract the regular files under VOCdevkit/VOC2010/ into ``root``."""
-    safe = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+    """Stream the regular files under VOCdevkit/VOC2010/ into ``root``, refusing hostile members."""
     try:
-        with tarfile.open(path) as tar:
-            for member in tqdm(tar, desc='extract', unit='file', disable=None):
-                relative = member.name[len(PREFIX):] if member.name.startswith(PREFIX) else ''
-                if not member.isfile() or not relative or '..' in PurePosixPath(relative).parts:
+        with tarfile.open(path, 'r:') as tar, tqdm(desc='extract', unit='file', disable=None) as bar:
+            while (member := tar.next()) is not None:
+                tar.members.clear()   # tarfile keeps every header it read: memory grows with them
+                relative = _member_path(path, member)
+                if relative is None:
                     continue
-                member.name = relative
-                tar.extract(member, root, **safe)
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise CGRSegError(f'{path}: not a readable tar archive ({err})') from None
+                if member.size > common.MAX_MEMBER_BYTES or member.issparse():
+                    raise CGRSegError(f'{path}:{member.name} declares {member.size} bytes, more '
+                                      f'than the {common.MAX_MEMBER_BYTES} a member may have')
+                target = root.joinpath(*relative)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as fin, open(target, 'wb') as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+                bar.update()
+    except (tarfile.TarError, EOFError) as err:
+        raise CGRSegError(f'{path}: not a readable tar archive ({common.one_line(err)})') from None
+    except OSError as err:
+        raise common.disk_error(err, root.parent) or CGRSegError(
+            f'{path}: not a readable tar archive ({common.one_line(err)})') from None
     if not (root / 'JPEGImages').is_dir():
         raise CGRSegError(f'{path}: no {PREFIX}JPEGImages/ -- not the VOC2010 trainval archive')
 
 
+def _member_path(path, member):
+    """The parts of ``member``'s path under VOCdevkit/VOC2010/ if it is to be extracted, else None."""
+    problem = common.member_problem(member.name)
+    if problem:
+        raise CGRSegError(f'{path}: member {member.name!r} {problem}')
+    if not member.name.startswith(PREFIX) or not member.isfile():
+        return None   # links, folders, devices: never extracted (files are written by name)
+    return PurePosixPath(member.name[len(PREFIX):]).parts or None
+
+
 def _load(path):
+    size = Path(path).stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise CGRSegError(f'{path}: {size} bytes, more than the {MAX_JSON_BYTES} the annotation JSON '
+                          'may have')
     try:
         doc = json.loads(Path(path).read_bytes())
     except (ValueError, OSError) as err:
-        raise CGRSegError(f'{path}: not readable JSON ({err})') from None
+        raise CGRSegError(f'{path}: not readable JSON ({common.one_line(err)})') from None
     for key in ('images', 'annos_segmentation', 'categories'):
         if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
             raise CGRSegError(f'{path}: no "{key}" list -- not the PASCAL in Detail trainval JSON')
@@ -93,15 +118,24 @@ def _tasks(doc, path, tar_path, root):
                 raise CGRSegError(f'{path}: annotation {ann.get("id")} has category_id {category}, '
                                f'not one of the categories (1..{PASCAL_CONTEXT_MAX_ID})')
             by_image.setdefault(ann['image_id'], []).append((category, ann['segmentation']))
-        tasks = []
+        tasks, stems = [], set()
         for img in doc['images']:
             if img['phase'] not in LISTS:
                 continue
-            file_name = img['file_name']
+            file_name = common.plain_name(img['file_name'], f'{path}: image')
+            stem = Path(file_name).stem
+            if stem in stems:
+                raise CGRSegError(f'{path}: image {file_name!r} is listed twice (the same image in '
+                                  'two entries or splits)')
+            stems.add(stem)
             if not (root / 'JPEGImages' / file_name).is_file():
                 raise CGRSegError(f'{path}: image {file_name} is not in {tar_path}:{PREFIX}JPEGImages')
-            tasks.append((img['phase'], f'{path.name}:{file_name}', Path(file_name).stem, file_name,
-                          img['height'], img['width'], by_image.get(img['image_id'], [])))
+            height, width = img['height'], img['width']
+            if not all(isinstance(n, int) and n > 0 for n in (height, width)):
+                raise CGRSegError(f'{path}: image {file_name!r} has size {width!r}x{height!r}')
+            common.check_pixels((width, height), f'{path}: image {file_name!r}')
+            tasks.append((img['phase'], f'{path.name}:{file_name}', stem, file_name,
+                          height, width, by_image.get(img['image_id'], [])))
     except (KeyError, TypeError) as err:
         raise CGRSegError(f'{path}: malformed entry ({type(err).__name__}: {err})') from None
     return tasks
@@ -111,10 +145,9 @@ def _tasks(doc, path, tar_path, root):
 def _convert_one(task):
     split, name, stem, file_name, height, width, annotations = task
     root = common.worker_root()
-    with Image.open(root / 'JPEGImages' / file_name) as img:
-        if img.size != (width, height):
-            raise CGRSegError(f'{name}: JSON says {width}x{height}, the image is '
-                           f'{img.size[0]}x{img.size[1]}')
+    size = common.image_size(root / 'JPEGImages' / file_name, name)
+    if size != (width, height):
+        raise CGRSegError(f'{name}: JSON says {width}x{height}, the image is {size[0]}x{size[1]}')
     categories = np.zeros((height, width), dtype=np.int16)
     for category, segmentation in annotations:
         categories[decode(segmentation, height, width, name)] = category
@@ -143,6 +176,9 @@ def _compare_main(root, splits):
         main = root / 'ImageSets' / 'Main' / f'{split}.txt'
         if not main.is_file():
             result[split] = f'no ImageSets/Main/{split}.txt to compare with'
+            continue
+        if main.stat().st_size > common.MAX_LIST_BYTES:   # the real one has 60 kB
+            result[split] = f'ImageSets/Main/{split}.txt is too large to compare with'
             continue
         theirs = set(main.read_text().split())
         ours = set(splits.get(split, {}).get('ids', []))

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CGRSegError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir
 from . import sources as src
+from .common import disk_error, one_line
 
 MANIFEST_VERSION = 1
 
@@ -40,15 +41,20 @@ def prepare(dataset, raw, out, sources=None, jobs=None, force=False):
         return manifest
     marker = spec.read_marker(paths)
     expected = marker['counts'] if marker else _real_counts(dataset, sources, raw, archives)
-    with _new_dir(out / spec.DATA_ROOT) as root:
-        splits, origins, notes = spec.convert(paths, root, jobs or _cpu_count())
-        for split, count in expected.items():
-            found = len(splits.get(split, {}).get('ids', ()))
-            if found != count:
-                raise CGRSegError(f'{origins[split]}: {found} {split} images, expected {count}')
-        with contextlib.suppress(FileNotFoundError):
-            manifest.unlink()   # from here on the old manifest would describe new data
-    write_json(manifest, _manifest(dataset, spec, marker, archives, splits, notes))
+    try:
+        with _new_output(out / spec.DATA_ROOT, manifest) as (root, manifest_tmp):
+            splits, origins, notes = spec.convert(paths, root, jobs or _cpu_count())
+            for split, count in expected.items():
+                found = len(splits.get(split, {}).get('ids', ()))
+                if found != count:
+                    raise CGRSegError(f'{origins[split]}: {found} {split} images, expected {count}')
+            doc = _manifest(dataset, spec, marker, archives, splits, notes)
+            manifest_tmp.write_text(json.dumps(doc, indent=2) + '\n')
+            with contextlib.suppress(FileNotFoundError):
+                manifest.unlink()   # from here on the old manifest would describe new data
+    except OSError as err:   # writing failed: full disk, quota, permissions
+        raise disk_error(err, out) or CGRSegError(
+            f'{err.filename or out}: {err.strerror or one_line(err)}') from None
     return manifest
 
 
@@ -68,10 +74,11 @@ def _fingerprint(path):
 def _up_to_date(manifest, root, archives):
     try:
         old = json.loads(manifest.read_text())
-    except (OSError, ValueError):
+        recorded = {name: a.get('sha256') for name, a in old.get('archives', {}).items()}
+        version = old.get('manifest_version')
+    except (OSError, ValueError, AttributeError):   # unreadable, or not the manifest's shape
         return False
-    recorded = {name: a.get('sha256') for name, a in old.get('archives', {}).items()}
-    return (root.is_dir() and old.get('manifest_version') == MANIFEST_VERSION
+    return (root.is_dir() and version == MANIFEST_VERSION
             and recorded == {name: a['sha256'] for name, a in archives.items()})
 
 
@@ -83,24 +90,32 @@ def _real_counts(dataset, sources, raw, archives):
     for archive in entry['archives']:
         expected = archive['checksum']
         record = raw / f'{archive["name"]}.sha256'
+        advice = ''
         if expected is None and record.is_file():
-            expected = f'sha256:{record.read_text().split()[0]}'
+            expected = f'sha256:{src.read_record(record)}'
+            advice = (f' (recorded in {record}; if that record is the wrong one, delete it and run '
+                      '`cgrseg download` again)')
         pinned = src.parse_checksum(expected)
         got = archives.get(archive['name'])
         if pinned and got and got[pinned[0]] != pinned[1]:
             raise CGRSegError(f'{archive["name"]}: checksum mismatch: expected {expected}, '
-                           f'got {pinned[0]}:{got[pinned[0]]}')
+                           f'got {pinned[0]}:{got[pinned[0]]}{advice}')
     return entry['counts']
 
 
 @contextlib.contextmanager
-def _new_dir(root):
-    """atomic_dir(root), also removing the parent folders it created if the build fails."""
+def _new_output(root, manifest):
+    """Yield (a temporary folder that becomes ``root``, a temporary file that becomes ``manifest``):
+    both take their names only on success; on failure they and the folders created for them go."""
     created = [p for p in (root.parent, *root.parent.parents) if not p.exists()]
+    manifest_tmp = manifest.with_name(f'.{manifest.name}.tmp')
     try:
         with atomic_dir(root) as tmp:
-            yield tmp
+            yield tmp, manifest_tmp
+        os.replace(manifest_tmp, manifest)
     except BaseException:
+        with contextlib.suppress(OSError):
+            manifest_tmp.unlink()
         for folder in created:   # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()

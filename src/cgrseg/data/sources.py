@@ -55,6 +55,19 @@ def parse_checksum(text):
     return algo, digest
 
 
+def read_record(path):
+    """The sha256 that `cgrseg download` recorded in ``path`` (``<hex>  <name>``)."""
+    try:
+        digest = path.read_bytes().decode('ascii').split()[0]
+        parse_checksum(f'sha256:{digest}')
+    except (UnicodeDecodeError, IndexError, ValueError):
+        raise CGRSegError(f'{path}: not a recorded sha256 ("<64 hex digits>  <name>"); delete it and '
+                          'run `cgrseg download` again') from None
+    except OSError as err:
+        raise CGRSegError(f'{path}: cannot read the recorded sha256: {err.strerror}') from None
+    return digest
+
+
 def _check_document(doc, path):
     if not isinstance(doc, dict) or not isinstance(doc.get('datasets'), dict):
         raise CGRSegError(f'{path}: expected a mapping with a "datasets" mapping')
