@@ -146,7 +146,7 @@ def test_loss_is_the_batch_mean_whatever_each_gpu_ignores():
 
 # --- end to end: 1 process x 16 images == 4 DDP processes x 4 images ---------------------------------
 
-IMAGES, GROUP, CROP, ITERS = 16, 4, 64, 3
+IMAGES, CROP, ITERS = 16, 64, 2
 # A deterministic train pipeline (no random resize, crop, flip or photometric distortion), so that
 # every run sees the same pixels; the data order is arranged below.
 PIPELINE = [
@@ -183,6 +183,25 @@ def tiny_ade20k(tmp_path_factory):
         Image.fromarray(image).save(images / f'{i:02d}.jpg')
         Image.fromarray(label).save(labels / f'{i:02d}.png')
     return root
+
+
+def test_bad_batch_for_bn_group_is_one_error_line_and_writes_nothing(tiny_ade20k, run_cli):
+    work_dir = tiny_ade20k / 'never'
+    result = run_cli('train', CONFIG['t'], '--work-dir', work_dir, '--data-root', tiny_ade20k / 'prepared',
+                     '--gpus', 0, '--samples-per-gpu', 6, '--no-pretrained', '--no-validate')
+    assert result.code == 2 and result.error_lines == [
+        f'cgrseg train: error: {CONFIG["t"]}: 6 images per process do not split into groups of '
+        f'bn_group=4 (the images per GPU of the run it reproduces); use a multiple of 4 or set '
+        f'bn_group=None']
+    assert not work_dir.exists()
+
+
+def test_cpu_processes_are_relaunched():
+    from cgrseg.runner.train import relaunch_argv
+    argv = ['train', 'c.py', '--work-dir', 'w', '--cpu-processes', '4', '--samples-per-gpu', '4']
+    args = cli.build_parser('train').parse_args(argv)
+    assert vars(cli.build_parser('train').parse_args(relaunch_argv(args))) == vars(args)
+    assert ddp.torchrun(4)[-2:] == ['--standalone', '--nproc_per_node=4']
 
 
 def sampler_order(world):
@@ -223,15 +242,34 @@ def max_difference(a, b, buffers):
     return max((a[k] - b[k]).abs().max().item() for k in names)
 
 
+@pytest.fixture(scope='module')
+def one_process(tiny_ade20k):
+    """The paper profile's layout: 1 process x 16 images, plain BNs in groups of bn_group=4."""
+    return train(tiny_ade20k, tiny_ade20k / 'one', 1)
+
+
+def differences(a, b):
+    return max_difference(a, b, buffers=False), max_difference(a, b, buffers=True)
+
+
 @pytest.mark.slow
-def test_one_process_with_16_images_trains_like_4_ddp_processes(tiny_ade20k, tmp_path):
-    ddp4, ddp4_losses = train(tiny_ade20k, tmp_path / 'ddp4', 4)
-    one, one_losses = train(tiny_ade20k, tmp_path / 'one', 1)
+def test_one_process_with_16_images_trains_like_4_ddp_processes(tiny_ade20k, one_process):
+    one, one_losses = one_process
+    ddp4, ddp4_losses = train(tiny_ade20k, tiny_ade20k / 'ddp4', 4)
     assert all(v.dtype == torch.float64 for v in ddp4.values() if v.is_floating_point())
     assert len(one_losses) == ITERS and one_losses == pytest.approx(ddp4_losses, abs=2e-5)  # log: 5 digits
-    same = max_difference(one, ddp4, buffers=False), max_difference(one, ddp4, buffers=True)
+    same = differences(one, ddp4)
     assert max(same) < 1e-12, f'1 x 16 differs from 4 x 4: parameters {same[0]}, running stats {same[1]}'
     # negative control: without the grouping the same comparison fails, far beyond rounding
-    ungrouped, _ = train(tiny_ade20k, tmp_path / 'ungrouped', 1, 'bn_group=None')
-    control = max_difference(ungrouped, ddp4, buffers=False), max_difference(ungrouped, ddp4, buffers=True)
+    ungrouped, _ = train(tiny_ade20k, tiny_ade20k / 'ungrouped', 1, 'bn_group=None')
+    control = differences(ungrouped, ddp4)
     assert min(control) > 1e-4, control
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_with_two_groups_each_train_alike(tiny_ade20k, one_process):
+    """2 x 8: grouping inside each DDP process, SyncBN across them."""
+    one, one_losses = one_process
+    ddp2, ddp2_losses = train(tiny_ade20k, tiny_ade20k / 'ddp2', 2)
+    assert one_losses == pytest.approx(ddp2_losses, abs=2e-5)
+    assert max(differences(one, ddp2)) < 1e-12
