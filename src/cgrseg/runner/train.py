@@ -1,8 +1,8 @@
 """``cgrseg train``: train a CGRSeg config with mmseg 0.x, resuming from its work directory.
 
 One process on the CPU (``--gpus 0``) or one GPU (``--gpus 1``); ``--gpus N`` > 1 re-launches this
-command under torchrun (DDP, SyncBN kept). A rerun with the same work directory continues from the
-newest checkpoint there. See docs/training.md.
+command under torchrun (DDP, SyncBN kept), ``--cpu-processes N`` likewise on the CPU (gloo). A rerun
+with the same work directory continues from the newest checkpoint there. See docs/training.md.
 """
 import argparse
 import ast
@@ -14,9 +14,11 @@ from pathlib import Path
 
 from cgrseg.errors import CGRSegError
 from cgrseg.io import write_text
+from cgrseg.runner import ddp
 
 # options re-passed verbatim when the command re-launches itself (torchrun, hidden GPUs)
-_VALUE_OPTS = ('work_dir', 'data_root', 'iters', 'crop', 'samples_per_gpu', 'workers', 'gpus', 'seed')
+_VALUE_OPTS = ('work_dir', 'data_root', 'iters', 'crop', 'samples_per_gpu', 'workers', 'gpus', 'seed',
+               'cpu_processes')
 _FLAG_OPTS = ('no_pretrained', 'no_validate')
 RESOLVED_CONFIG = 'config.py'
 
@@ -38,6 +40,8 @@ def add_parser(subparsers):
                    help='data-loader workers per GPU (default: the config, at most the CPU count)')
     p.add_argument('--gpus', type=int,
                    help='0: CPU; 1: one GPU; N>1: DDP under torchrun (default: 1 if CUDA works, else 0)')
+    p.add_argument('--cpu-processes', type=int, metavar='N',
+                   help='N DDP processes on the CPU (gloo), launched as --gpus N launches N GPUs')
     p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
     p.add_argument('--no-pretrained', action='store_true',
                    help='start the backbone from random weights instead of its ImageNet checkpoint')
@@ -97,16 +101,18 @@ def _relaunch(args, prefix, extra=(), env=None):
 
 def run(args):
     cuda = _cuda_available()
+    cpu_processes = ddp.cpu_processes(args)
     gpus = args.gpus if args.gpus is not None else int(cuda)
     if gpus < 0:
         raise CGRSegError(f'--gpus {gpus}: must be 0 (CPU), 1 or more')
     if gpus > 0 and not cuda:
         raise CGRSegError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
     args.gpus = gpus
-    if gpus > 1 and args.launcher == 'none':
-        torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-                    f'--nproc_per_node={gpus}']
-        return _relaunch(args, torchrun, extra=['--launcher', 'pytorch'])
+    procs = cpu_processes or gpus
+    if procs > 1 and args.launcher == 'none':
+        hide = {} if gpus or not cuda else dict(CUDA_VISIBLE_DEVICES='')
+        return _relaunch(args, ddp.torchrun(procs), extra=['--launcher', 'pytorch'],
+                         env=dict(os.environ, **hide))
     if gpus == 0 and cuda:
         # mmcv's data-parallel wrapper targets a GPU whenever one is visible: hide them.
         return _relaunch(args, [sys.executable], env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
@@ -140,6 +146,7 @@ def build_config(args, gpus, distributed):
             raise CGRSegError(f'{path}: backbone checkpoint not found; run `cgrseg pretrained` to fetch it '
                            f'or pass --no-pretrained')
     C.check_data(cfg, ('train',) if args.no_validate else ('train', 'val'))
+    ddp.check_config(cfg)
     cfg.work_dir = str(args.work_dir)
     cfg.seed = args.seed
     cfg.device = 'cuda' if gpus else 'cpu'
@@ -164,14 +171,14 @@ def train(args, gpus, distributed):
 
     import mmcv
     from mmcv.cnn.utils import revert_sync_batchnorm
-    from mmcv.runner import get_dist_info, init_dist
+    from mmcv.runner import get_dist_info
     from mmseg.apis import set_random_seed, train_segmentor
     from mmseg.datasets import build_dataset
     from mmseg.models import build_segmentor
     from mmseg.utils import get_root_logger, setup_multi_processes
 
     if distributed:
-        init_dist('pytorch', **cfg.dist_params)
+        ddp.init_process_group(cfg, gpus)
     rank, _ = get_dist_info()
     work_dir = Path(args.work_dir)
     mmcv.mkdir_or_exist(str(work_dir.resolve()))
@@ -198,6 +205,9 @@ def train(args, gpus, distributed):
     model.init_weights()
     if not distributed:
         model = revert_sync_batchnorm(model)  # SyncBN needs a process group
+    note = ddp.prepare_model(model, cfg, gpus, distributed)
+    if note:
+        logger.info(note)
     model.CLASSES = datasets[0].CLASSES
     meta = dict(seed=args.seed, exp_name=Path(args.config).name, config=resolved,
                 CLASSES=datasets[0].CLASSES, PALETTE=datasets[0].PALETTE,
@@ -205,8 +215,9 @@ def train(args, gpus, distributed):
                 cgrseg=dict(crop=args.crop, iters=cfg.runner['max_iters'],
                             samples_per_gpu=cfg.data.samples_per_gpu, gpus=gpus))
     try:
-        train_segmentor(model, datasets, cfg, distributed=distributed,
-                        validate=not args.no_validate, timestamp=timestamp, meta=meta)
+        with ddp.mmseg_ddp_on_cpu(distributed and not gpus):
+            train_segmentor(model, datasets, cfg, distributed=distributed,
+                            validate=not args.no_validate, timestamp=timestamp, meta=meta)
     except hooks.NonFiniteLossError as err:
         raise CGRSegError(f'{args.config}: training diverged: {err}; stopped before applying that step '
                        f'(earlier checkpoints, if any, are in {work_dir})') from None
