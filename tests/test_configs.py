@@ -1,4 +1,5 @@
 """The nine CGRSeg configs: they load, carry the published settings, and their models build."""
+import copy
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,21 @@ torch = pytest.importorskip('torch')
 from mmcv import Config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {  # variant -> backbone arch, head in_channels, channels, next_repeat, strip kernel, drop path
+# variant -> backbone arch, head in_channels, channels, next_repeat, strip kernel, drop path.
+# Source: the authors' configs (github.com/nizhenliang/CGRSeg, local_configs/cgrseg/cgrseg-{t,b,l}_
+# ade20k_160k.py: backbone type, in_channels, channels, next_repeat, dw_size = neck_size) and
+# drop_path_rate of efficientformerv2_{s1,s2,l}_feat in models/backbones/efficientformer_v2.py.
+VARIANTS = {
     't': ('s1', [48, 120, 224], 128, 5, 11, 0.0),
     'b': ('s2', [64, 144, 288], 256, 6, 11, 0.02),
     'l': ('l', [80, 192, 384], 256, 5, 9, 0.1),
 }
-DATASETS = {  # config suffix -> dataset, mmseg dataset type, classes, iterations, crop, data root
+# config suffix -> dataset, mmseg dataset type, classes, iterations, crop, data root. Classes are
+# mmseg 0.30's (ADE20KDataset 150, COCOStuffDataset 171, PascalContextDataset59 59, checked
+# below against the registry); iterations and crops are the paper's implementation details
+# (160k ADE20K, 80k others; 512x512, Pascal Context 480x480); data roots are this project's
+# prepare layout (docs/data.md).
+DATASETS = {
     'ade20k_160k': ('ade20k', 'ADE20KDataset', 150, 160000, 512,
                     'data/prepared/ade/ADEChallengeData2016'),
     'coco-stuff10k_80k': ('coco_stuff10k', 'COCOStuffDataset', 171, 80000, 512,
@@ -31,6 +41,7 @@ def config_path(variant, suffix):
 
 @pytest.fixture(scope='module')
 def configs():
+    """Loaded once per module and shared: a test that changes a config must change a deep copy."""
     return {key: Config.fromfile(str(config_path(*key))) for key in CONFIGS}
 
 
@@ -113,9 +124,9 @@ def test_num_classes_match_the_mmseg_dataset(configs, suffix):
 def test_model_builds_and_predicts(configs, variant):
     from mmcv.cnn.utils import revert_sync_batchnorm
     from mmseg.models import build_segmentor
-    cfg = configs[variant, 'pascal-context-59_80k']
-    cfg.model.backbone.init_cfg = None
-    model = revert_sync_batchnorm(build_segmentor(cfg.model)).eval()
+    model_cfg = copy.deepcopy(configs[variant, 'pascal-context-59_80k'].model)
+    model_cfg.backbone.init_cfg = None
+    model = revert_sync_batchnorm(build_segmentor(model_cfg)).eval()
     with torch.no_grad():
         logits = model.forward_dummy(torch.rand(1, 3, 64, 96))
     assert logits.shape == (1, 59, 64, 96)

@@ -98,8 +98,9 @@ def test_download_checksum_mismatch_names_both_digests(run_cli, served, tmp_path
 
 def test_download_404_is_one_error_without_retries(run_cli, served, tmp_path):
     server, sources = served
+    # --retry-wait 0: were 404 retried, the default waits (2+4+..+32 s) would stall the suite
     result = run_cli('download', 'ade20k', '--sources', sources, '--dest', tmp_path,
-                     '--url', server.url + 'missing.zip')
+                     '--url', server.url + 'missing.zip', '--retry-wait', 0)
     assert_one_error(result, 'missing.zip', 'HTTP 404')
     assert len(server.log) == 1
     assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,8 @@
 """The prepared synthetic datasets load with mmseg 0.30's own dataset classes and pipelines."""
+import io
 import json
 import logging
+import zipfile
 
 import numpy as np
 import pytest
@@ -73,3 +75,75 @@ def test_mmseg_dataset_loads_and_scores_ground_truth_as_perfect(prepared_dataset
     assert metrics['mIoU'] == pytest.approx(1.0)
     present = ~np.isnan([metrics[f'IoU.{name}'] for name in val.CLASSES])
     assert np.flatnonzero(present).tolist() == manifest['splits']['val']['classes_present']
+
+
+# Raw annotation id -> mmseg 0.30 class name (None: background / not one of the classes, ignored).
+# Sources, independent of cgrseg.data.labels: ADE20K objectInfo150.csv (ids 1..150); COCO-Stuff
+# labels.txt (cocostuff-10k-v1.1, ids 1..182 with 0 = unlabeled); PASCAL in Detail
+# trainval_merged.json categories (ids of the 459 classes, as in mmseg 0.30's
+# tools/convert_datasets/pascal_context.py mapping; 1 = accordion is outside the 59).
+KNOWN = {
+    'ade20k': {0: None, 1: 'wall', 3: 'sky', 5: 'tree', 13: 'person', 150: 'flag'},
+    'coco_stuff10k': {0: None, 1: 'person', 11: 'fire hydrant', 13: 'stop sign', 25: 'giraffe',
+                      92: 'banner', 118: 'floor-wood', 150: 'rock', 182: 'wood'},
+    'pascal_context': {0: None, 1: None, 2: 'aeroplane', 9: 'bag', 158: 'floor', 284: 'person',
+                       360: 'sky', 458: 'wood'},
+}
+
+
+def raw_ade20k(archives, stem):
+    with zipfile.ZipFile(archives / 'ADEChallengeData2016.zip') as z:
+        data = z.read(f'ADEChallengeData2016/annotations/validation/{stem}.png')
+    from PIL import Image
+    return np.array(Image.open(io.BytesIO(data)))
+
+
+def raw_coco_stuff10k(archives, stem):
+    from scipy.io import loadmat
+    with zipfile.ZipFile(archives / 'cocostuff-10k-v1.1.zip') as z:
+        return loadmat(io.BytesIO(z.read(f'annotations/{stem}.mat')))['S']
+
+
+def raw_pascal_context(archives, stem):
+    """Detail's getMask: the image's annotations painted in file order, later ones on top."""
+    from pycocotools import mask as coco_mask
+    doc = json.loads((archives / 'trainval_merged.json').read_text())
+    image = next(i for i in doc['images'] if i['file_name'] == f'{stem}.jpg')
+    labels = np.zeros((image['height'], image['width']), dtype=np.int64)
+    for ann in doc['annos_segmentation']:
+        if ann['image_id'] == image['image_id']:
+            labels[coco_mask.decode(ann['segmentation']).astype(bool)] = ann['category_id']
+    return labels
+
+
+RAW = {'ade20k': raw_ade20k, 'coco_stuff10k': raw_coco_stuff10k, 'pascal_context': raw_pascal_context}
+
+
+@pytest.mark.parametrize('dataset', sorted(DATASETS))
+def test_known_pixels_land_in_known_classes(prepared_datasets, synth_archives, dataset, caplog):
+    """Every annotated pixel of the raw archive is scored as its named class by mmseg, and a
+    prediction that gets those pixels wrong scores below 100 %."""
+    caplog.set_level(logging.WARNING, logger='mmseg')
+    cfg, _ = config(prepared_datasets, dataset, 'val', TEST)
+    val = mmseg_datasets.build_dataset(cfg)
+    known, seen = KNOWN[dataset], set()
+    wrong = []
+    for info, gt in zip(val.img_infos, val.get_gt_seg_maps()):
+        raw = RAW[dataset](synth_archives, info['filename'].rsplit('.', 1)[0])
+        assert raw.shape == gt.shape
+        trained = gt.astype(np.int64) - 1          # reduce_zero_label: stored v is class v - 1
+        for raw_id in np.unique(raw):
+            assert raw_id in known, f'{dataset}: raw id {raw_id} has no known class in this test'
+            name = known[raw_id]
+            expected = -1 if name is None else val.CLASSES.index(name)
+            assert set(np.unique(trained[raw == raw_id])) == {expected}, (dataset, raw_id, name)
+            seen.add(raw_id)
+        # wrong on the pixels of the first named class present, right elsewhere
+        named = [i for i in np.unique(raw) if known[i] is not None]
+        prediction = trained.copy()
+        if named:
+            pixels = raw == named[0]
+            prediction[pixels] = (trained[pixels] + 1) % len(val.CLASSES)
+        wrong.append(prediction)
+    assert len(seen) >= 4, f'{dataset}: too few distinct classes in the synthetic val set ({seen})'
+    assert val.evaluate(wrong, metric='mIoU')['mIoU'] < 0.99

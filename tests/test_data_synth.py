@@ -131,7 +131,7 @@ def test_console_chain_synth_download_prepare(tmp_path):
     """The real entry point, as the workflow calls it (one process per step)."""
     def cgrseg(*argv):
         return subprocess.run([sys.executable, '-m', 'cgrseg.cli', *map(str, argv)],
-                              capture_output=True, text=True, check=False)
+                              capture_output=True, text=True, check=False, timeout=300)
     steps = [('synth', 'pascal_context', '--out', tmp_path / 's', '--images', 2),
              ('download', 'pascal_context', '--sources', tmp_path / 's/sources.yaml',
               '--dest', tmp_path / 'raw'),

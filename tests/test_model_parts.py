@@ -5,7 +5,7 @@ import torch
 from cgrseg.models.attention import bias_index
 from cgrseg.models.build import build_model
 from cgrseg.models.naive import naive_bias_index, naive_mode
-from reference import ade20k_config
+from reference import BACKBONE_OF, VARIANTS, ade20k_config, official_keys
 
 
 @pytest.mark.parametrize('query_res,key_res,step', [(5, 5, 1), (16, 16, 1), (4, 7, 2), (16, 32, 2), (3, 6, 2)])
@@ -45,12 +45,16 @@ def test_bias_cache_follows_weight_changes_and_training():
     assert attn.bias(64, 64).requires_grad
 
 
-def test_official_registry_names_build_the_same_model():
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_official_registry_names_build_the_official_architecture(variant):
+    """The authors' config names (``efficientformerv2_{s1,s2,l}_feat`` + ``CGRSeg``) build the
+    segmentor whose state dict is the official key list of that variant."""
     from mmcv import Config
+    from mmcv.cnn.utils import revert_sync_batchnorm
     from mmseg.models import build_segmentor
-    cfg = Config.fromfile(str(ade20k_config('t')))
-    cfg.model.backbone = dict(type='efficientformerv2_s1_feat', style='pytorch')
+    cfg = Config.fromfile(str(ade20k_config(variant)))
+    cfg.model.backbone = dict(type=f'efficientformerv2_{BACKBONE_OF[variant]}_feat', style='pytorch')
     cfg.model.decode_head.type = 'CGRSeg'
-    official_named = build_segmentor(cfg.model).state_dict()
-    ours = build_model(ade20k_config('t')).state_dict()
-    assert {k: v.shape for k, v in official_named.items()} == {k: v.shape for k, v in ours.items()}
+    state = revert_sync_batchnorm(build_segmentor(cfg.model)).state_dict()
+    assert [(k, tuple(v.shape), str(v.dtype)) for k, v in state.items()] == [
+        (k, shape, f'torch.{dtype}') for k, shape, dtype in official_keys(variant)]

@@ -198,9 +198,26 @@ def test_finite_loss_passes():
     NonFiniteLossHook().after_train_iter(_runner(2.5))
 
 
-def test_nan_hook_runs_before_the_optimizer_step():
-    from mmcv.runner import get_priority
-    assert get_priority('VERY_HIGH') < get_priority('ABOVE_NORMAL')  # OptimizerHook's priority
+def test_nan_hook_runs_before_the_optimizer_step(tmp_path):
+    """The hooks `cgrseg train` adds, registered as mmseg's train_segmentor does, put the NaN check
+    before mmcv's OptimizerHook, so a diverged step is never applied."""
+    import logging
+    from mmcv import Config
+    from mmcv.runner import HOOKS, IterBasedRunner, OptimizerHook
+    from mmcv.utils import build_from_cfg
+    from cgrseg.runner.train import _add_runtime_hooks
+
+    cfg = Config(dict(custom_hooks=[]))
+    _add_runtime_hooks(cfg, None)
+    runner = IterBasedRunner(SimpleNamespace(train_step=None), work_dir=str(tmp_path),
+                             logger=logging.getLogger('test'))
+    runner.register_training_hooks(lr_config=None, optimizer_config=dict(grad_clip=None))
+    for hook_cfg in cfg.custom_hooks:
+        hook_cfg = dict(hook_cfg)
+        priority = hook_cfg.pop('priority', 'NORMAL')
+        runner.register_hook(build_from_cfg(hook_cfg, HOOKS), priority=priority)
+    order = [type(h) for h in runner.hooks]
+    assert order.index(NonFiniteLossHook) < order.index(OptimizerHook)
 
 
 def test_resume_hook_continues_after_the_saved_step():

@@ -49,10 +49,12 @@ def train_args(dataset, work_dir, prepared, iters):
             '--no-pretrained', '--workers', 0]
 
 
-def train_log(work_dir):
-    """{iteration: lr} of the newest run's json log (mmcv writes one per run, named by its start)."""
-    newest = max(work_dir.glob('*.log.json'), key=os.path.getmtime)
-    records = [json.loads(line) for line in newest.read_text().splitlines()]
+def train_log(work_dir, earlier=()):
+    """{iteration: lr} of the one json log that is not among ``earlier`` (mmcv writes one per run,
+    named by its start second); file names, not one-second mtimes, tell the runs apart."""
+    new = sorted(set(work_dir.glob('*.log.json')) - set(earlier))
+    assert len(new) == 1, f'expected one new json log in {work_dir}, found {new}'
+    records = [json.loads(line) for line in new[0].read_text().splitlines()]
     return {r['iter']: r['lr'] for r in records if r.get('mode') == 'train'}
 
 
@@ -95,16 +97,18 @@ def test_train_resume_evaluate(prepared, tmp_path, caplog):
     (work / 'latest.pth').unlink()
     (work / 'iter_2.pth').unlink()
     caplog.clear()
+    logs = list(work.glob('*.log.json'))
     assert cgrseg(*args) == 0
     assert 'iter_1.pth: continuing after iteration 1' in caplog.text
     # ... and in this run's own log file, although an earlier run in this process set the logger up
     assert any('continuing after iteration 1' in log.read_text() for log in work.glob('*.log'))
     # continued: neither restarted nor repeated, on the same learning-rate schedule
-    assert train_log(work) == {2: first[2]}
+    assert train_log(work, logs) == {2: first[2]}
     assert os.readlink(work / 'latest.pth') == 'iter_2.pth'
 
+    logs = list(work.glob('*.log.json'))
     assert cgrseg(*args) == 0                        # finished run: a rerun trains nothing
-    assert train_log(work) == {}
+    assert train_log(work, logs) == {}
 
     out = tmp_path / 'metrics.json'
     doc = evaluate('ade20k', work / 'latest.pth', prepared, out)

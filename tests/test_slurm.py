@@ -75,7 +75,7 @@ def sbatch_jobs(workdir):
 def squeue_partitions(job_ids):
     """{job id: partition} as slurmctld knows the jobs (MinJobAge keeps finished ones listed)."""
     out = subprocess.run(['squeue', '--states=all', '-h', '-o', '%i %P', '-j', ','.join(job_ids)],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=60).stdout
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 

@@ -1,0 +1,162 @@
+"""Error paths of the commands that had none under test: each is one line
+``cgrseg <cmd>: error: ...``, exit code 2, no traceback and nothing written."""
+from pathlib import Path
+
+import pytest
+
+# Imported here, outside any output capture: torch's loggers keep the stream they first write to,
+# and a warning printed at their import (no CUDA runtime) would otherwise land in a closed capture.
+pytest.importorskip('mmcv.cnn')
+
+ROOT = Path(__file__).resolve().parents[1]
+ADE_T = ROOT / 'configs' / 'cgrseg' / 'cgrseg-t_ade20k_160k.py'
+PAPER = ROOT / 'configs' / 'paper' / 'results.yaml'
+QUICK = ('--shape', '64', '64', '--warmup', '0', '--repeats', '1', '--iters', '1')  # fails fast, were the check gone
+
+
+def fails_cleanly(result, command, *fragments):
+    """Exit 2 with exactly one error line that starts with the command and names the problem."""
+    assert result.code == 2, (result.out, result.err)
+    assert 'Traceback' not in result.err
+    assert len(result.error_lines) == 1, result.err
+    line = result.error_lines[0]
+    assert line.startswith(f'cgrseg {command}: error: '), line
+    for fragment in fragments:
+        assert fragment in line, line
+    return line
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """A machine without CUDA, also where the tests run on a GPU node."""
+    torch = pytest.importorskip('torch')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+
+
+# ---------------------------------------------------------------- throughput
+
+@pytest.mark.parametrize('device', ['cuda', 'cuda:1'])
+def test_throughput_on_cuda_without_cuda(run_cli, tmp_path, no_cuda, device):
+    out = tmp_path / 't.json'
+    result = run_cli('throughput', ADE_T, '--device', device, *QUICK, '--out', out)
+    fails_cleanly(result, 'throughput', f'--device {device}', 'no CUDA device')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_throughput_float16_on_cpu(run_cli, tmp_path):
+    out = tmp_path / 't.json'
+    result = run_cli('throughput', ADE_T, '--device', 'cpu', '--dtype', 'float16', *QUICK, '--out', out)
+    fails_cleanly(result, 'throughput', 'float16', 'CUDA')
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- train
+
+def test_train_on_gpus_without_cuda(run_cli, tmp_path, no_cuda):
+    work = tmp_path / 'work'
+    result = run_cli('train', ADE_T, '--work-dir', work, '--gpus', '2', '--no-pretrained')
+    fails_cleanly(result, 'train', '--gpus 2', 'no CUDA device')
+    assert not work.exists()
+
+
+def test_train_with_no_samples_per_gpu(run_cli, tmp_path, no_cuda):
+    work = tmp_path / 'work'
+    result = run_cli('train', ADE_T, '--work-dir', work, '--gpus', '0', '--samples-per-gpu', '0',
+                     '--no-pretrained')
+    fails_cleanly(result, 'train', '--samples-per-gpu 0', 'at least 1')
+    assert not work.exists()
+
+
+# ---------------------------------------------------------------- pretrained --from
+
+def pretrained(run_cli, tmp_path, arch, source):
+    out = tmp_path / 'out' / f'efficientformerv2_{arch}.pth'
+    return run_cli('pretrained', arch, '--from', source, '--out', out), out.parent
+
+
+def test_pretrained_from_a_missing_file(run_cli, tmp_path):
+    source = tmp_path / 'eformer_s1_450.pth'
+    result, out = pretrained(run_cli, tmp_path, 's1', source)
+    fails_cleanly(result, 'pretrained', str(source), 'not found')
+    assert not out.exists()
+
+
+def test_pretrained_from_an_unreadable_file(run_cli, tmp_path):
+    source = tmp_path / 'eformer_s1_450.pth'
+    source.write_bytes(b'not a checkpoint\n' * 10)
+    result, out = pretrained(run_cli, tmp_path, 's1', source)
+    fails_cleanly(result, 'pretrained', str(source), 'cannot read checkpoint')
+    assert not out.exists()
+
+
+def test_pretrained_from_another_architecture(run_cli, tmp_path):
+    torch = pytest.importorskip('torch')
+    from cgrseg.models.efficientformer_v2 import EfficientFormerV2
+    source = tmp_path / 'eformer_s1_450.pth'
+    torch.save({'model': EfficientFormerV2(arch='s1').state_dict()}, source)
+    result, out = pretrained(run_cli, tmp_path, 'l', source)
+    fails_cleanly(result, 'pretrained', 'does not fit EfficientFormerV2-L')
+    assert not out.exists()
+
+
+def test_pretrained_from_a_truncated_state_dict(run_cli, tmp_path):
+    torch = pytest.importorskip('torch')
+    from cgrseg.models.efficientformer_v2 import EfficientFormerV2
+    state = EfficientFormerV2(arch='s1').state_dict()
+    source = tmp_path / 'eformer_s1_450.pth'
+    torch.save({k: v for k, v in state.items() if not k.startswith('network.6.')}, source)
+    result, out = pretrained(run_cli, tmp_path, 's1', source)
+    fails_cleanly(result, 'pretrained', 'lacks', 'network.6.')
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- tables and friends
+
+@pytest.mark.parametrize('formats', ['[pdf]', 'md', '[]', '[md, html]'])
+def test_tables_with_bad_formats_in_params(run_cli, tmp_path, formats):
+    params = tmp_path / 'params.yaml'
+    params.write_text(f'tables:\n  formats: {formats}\n')
+    metrics = tmp_path / 'metrics.json'
+    metrics.write_text('{}')
+    out = tmp_path / 'tables'
+    result = run_cli('tables', '--params', params, '--metrics', metrics, '--paper', PAPER, '--out', out)
+    fails_cleanly(result, 'tables', str(params), 'tables.formats')
+    assert not out.exists()
+
+
+def test_tables_with_a_bad_formats_option(run_cli, tmp_path, capsys):
+    metrics = tmp_path / 'metrics.json'
+    metrics.write_text('{}')
+    out = tmp_path / 'tables'
+    with pytest.raises(SystemExit) as exit_:  # argparse's own usage error
+        run_cli('tables', '--formats', 'pdf', '--metrics', metrics, '--paper', PAPER, '--out', out)
+    assert exit_.value.code == 2
+    assert "invalid choice: 'pdf'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
+def test_missing_metrics_file(run_cli, tmp_path, command):
+    missing = tmp_path / 'metrics.json'
+    out = tmp_path / 'out'
+    result = run_cli(command, '--metrics', missing, '--paper', PAPER, '--out', out)
+    fails_cleanly(result, command, str(missing), 'metrics not found', 'cgrseg collect')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_collect_with_a_missing_params_file(run_cli, tmp_path):
+    missing = tmp_path / 'params.yaml'
+    out = tmp_path / 'metrics.json'
+    result = run_cli('collect', '--params', missing, '--results', tmp_path, '--out', out)
+    fails_cleanly(result, 'collect', str(missing), 'params not found')
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
+def test_missing_paper_file(run_cli, tmp_path, command):
+    metrics = tmp_path / 'metrics.json'
+    metrics.write_text('{}')
+    missing = tmp_path / 'results.yaml'
+    result = run_cli(command, '--metrics', metrics, '--paper', missing, '--out', tmp_path / 'out')
+    fails_cleanly(result, command, str(missing))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
