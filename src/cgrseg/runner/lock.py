@@ -58,6 +58,9 @@ class WorkDirLock:
             os.close(fd)
             raise CGRSegError(f'{self.work_dir}: work directory in use by another `cgrseg train` '
                               f'({_holder(self.path)}); wait for it or use another --work-dir') from None
+        except OSError as err:  # a file system without flock support
+            os.close(fd)
+            raise CGRSegError(f'{self.path}: cannot lock the work directory: {err.strerror}') from None
         self.fd = fd
         record = json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
                              'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')})
