@@ -50,18 +50,20 @@ def uninterrupted(prepared, tmp_path_factory):
 
 
 def start_and_stop(work, prepared, sig, after):
-    """Train in a child process and send it ``sig`` once iter_<after>.pth exists."""
+    """Train in a child process and send it ``sig`` once iter_<after>.pth exists; (exit code, stderr)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = subprocess.Popen([sys.executable, '-m', 'cgrseg.cli', *map(str, train_argv(work, prepared))],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 900
-    while not (work / f'iter_{after}.pth').exists():
-        assert child.poll() is None, f'training ended early:\n{child.stderr.read()[-3000:]}'
-        assert time.monotonic() < deadline, 'no checkpoint after 15 minutes'
-        time.sleep(0.2)
-    child.send_signal(sig)
-    _, err = child.communicate(timeout=900)
-    return child.returncode, err
+    log = work.parent / f'{work.name}.stderr'
+    with open(log, 'w') as stderr:   # a file, not a pipe: the log is long and nobody reads a pipe meanwhile
+        child = subprocess.Popen([sys.executable, '-m', 'cgrseg.cli', *map(str, train_argv(work, prepared))],
+                                 stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        deadline = time.monotonic() + 1800
+        while not (work / f'iter_{after}.pth').exists():
+            assert child.poll() is None, f'training ended early:\n{log.read_text()[-3000:]}'
+            assert time.monotonic() < deadline, 'no checkpoint after 30 minutes'
+            time.sleep(0.2)
+        child.send_signal(sig)
+        child.wait(timeout=1800)
+    return child.returncode, log.read_text()
 
 
 def assert_same_training(a, b):
