@@ -235,8 +235,10 @@ class Augmented(torch.utils.data.Dataset):
 
 
 def mmseg_like_loader(workers, batch=3):
+    # not persistent: workers that ignore SIGTERM and outlive a failed test would hang pytest's exit
+    # (the trainer shuts its persistent workers down itself: ExactResumeRunner._stop_workers)
     return torch.utils.data.DataLoader(Augmented(), batch_size=batch, shuffle=True, drop_last=True,
-                                       num_workers=workers, persistent_workers=workers > 0)
+                                       num_workers=workers)
 
 
 def stream(loader, epochs):

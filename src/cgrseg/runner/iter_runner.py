@@ -171,7 +171,22 @@ class ExactResumeRunner(IterBasedRunner):
                 hook.dataloader = resume.shielded_loader(hook.dataloader)
         if self._resumed is not None:
             self._restore()
-        super().run([self._train_loader, *data_loaders[1:]], workflow, max_iters, **kwargs)
+        try:
+            super().run([self._train_loader, *data_loaders[1:]], workflow, max_iters, **kwargs)
+        finally:
+            self._stop_workers()
+
+    def _stop_workers(self):
+        """Shut persistent data-loader workers down now, also when training stops on an error.
+
+        They ignore SIGTERM, so multiprocessing's exit handler (terminate, then join) would wait for
+        them forever; torch's own shutdown asks them to leave instead.
+        """
+        loaders = [self._train_loader] + [h.dataloader for h in self.hooks if hasattr(h, 'dataloader')]
+        for loader in loaders:
+            iterator = getattr(loader, '_iterator', None)  # torch keeps persistent workers here
+            if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+                iterator._shutdown_workers()
 
 
 @RUNNER_BUILDERS.register_module()
