@@ -13,7 +13,8 @@ from cgrseg import cli  # noqa: E402
 from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.runner import checkpoints, config as C  # noqa: E402
 from cgrseg.runner.evaluate import is_demo, metrics_from  # noqa: E402
-from cgrseg.runner.hooks import NonFiniteLossError, NonFiniteLossHook, ResumeCheckpointHook  # noqa: E402
+from cgrseg.runner.hooks import NonFiniteLossError, NonFiniteLossHook  # noqa: E402
+from cgrseg.runner.iter_runner import ExactResumeRunner  # noqa: E402
 from cgrseg.runner.provenance import git_commit, sha256_file  # noqa: E402
 from cgrseg.runner.train import parse_options, relaunch_argv  # noqa: E402
 
@@ -220,23 +221,20 @@ def test_nan_hook_runs_before_the_optimizer_step(tmp_path):
     assert order.index(NonFiniteLossHook) < order.index(OptimizerHook)
 
 
-def test_resume_hook_continues_after_the_saved_step():
+def test_resume_continues_after_the_saved_step(monkeypatch):
+    """mmcv stores iter = k - 1 in iter_k.pth; resuming at k - 1 would repeat step k."""
+    from mmcv.runner import IterBasedRunner
     calls = []
 
-    class Runner:
-        logger = SimpleNamespace(info=lambda msg: None)
+    def mmcv_resume(self, path, resume_optimizer=True, map_location='default'):
+        calls.append((path, map_location))
+        self._iter = self._inner_iter = 4     # what mmcv restores from iter_5.pth
 
-        def resume(self, path, map_location):
-            calls.append((path, map_location))
-            self._iter = self._inner_iter = 4     # what mmcv stores in iter_5.pth
-
-        @property
-        def iter(self):
-            return self._iter
-
-    runner = Runner()
-    ResumeCheckpointHook('w/iter_5.pth').before_run(runner)
-    assert calls == [('w/iter_5.pth', 'cpu')] and runner.iter == 5
+    monkeypatch.setattr(IterBasedRunner, 'resume', mmcv_resume)
+    runner = ExactResumeRunner.__new__(ExactResumeRunner)
+    runner.logger = SimpleNamespace(info=lambda msg: None)
+    ExactResumeRunner.resume(runner, 'w/iter_5.pth')
+    assert calls == [('w/iter_5.pth', 'cpu')] and runner.iter == 5   # on the CPU: works without GPU
 
 
 def test_metrics_are_percent_with_null_for_absent_classes():
@@ -293,5 +291,5 @@ def test_evaluate_cli_errors_leave_no_output(capsys, tmp_path):
     manifest.write_text(json.dumps({'synthetic': True}))
     code, errors = run_cli(capsys, 'evaluate', ADE, bad, '--out', out, '--manifest', manifest)
     assert code == 2 and len(errors) == 1
-    assert f'{bad}: cannot load it into the config' in errors[0]
+    assert f'{bad}: cannot read checkpoint: invalid load key' in errors[0]
     assert not out.exists()

@@ -114,3 +114,78 @@ def test_demo_dag_runs_through_slurm(slurm, tmp_path):
     assert set(partitions) == set(jobs)
     for job, rule in jobs.items():
         assert partitions[job] == ('gpu' if rule in ('train', 'evaluate', 'throughput') else 'cpu')
+
+
+PREEMPTIBLE = '''
+rule train:
+    output: "work/latest.pth"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        # the first attempt runs into its time limit; the resubmitted one has time to finish
+        runtime=lambda wc, attempt: 2 if attempt == 1 else 30,
+        try_=lambda wc, attempt: attempt,
+    shell: "exec cgrseg {ARGS} > logs/attempt{resources.try_}.log 2>&1"
+'''
+# SLURM may send the --signal up to a minute early; 45 s before a 2-minute limit leaves the first
+# attempt time to start training (the profile's 300 s is for real runtimes)
+SIGNAL_LEAD = "train:slurm_extra='--signal=TERM@45'"
+
+
+def preempt_args(work, prepared, iters):
+    # batch 8 of the 8 synthetic images: every iteration ends an epoch (mmcv pauses 2 s there), so an
+    # iteration takes at least 2 s even on a fast machine
+    return ['train', REPO / 'configs/cgrseg/cgrseg-t_ade20k_160k.py', '--work-dir', work, '--data-root', prepared,
+            '--iters', iters, '--crop', 64, '--samples-per-gpu', 8, '--gpus', 0, '--no-pretrained',
+            '--workers', 0, '--no-validate']
+
+
+def test_training_stopped_at_its_time_limit_resumes_to_the_same_weights(slurm, tmp_path):
+    import json
+    import math
+
+    import torch
+    import yaml
+
+    from cgrseg import cli
+
+    def cgrseg(*argv):
+        return cli.main([str(a) for a in argv])
+
+    profile = yaml.safe_load((REPO / 'profiles/slurm/config.yaml').read_text())
+    assert '--signal=TERM@300' in profile['set-resources']['train']['slurm_extra'] and profile['retries'] >= 1
+
+    data = tmp_path / 'data'
+    assert cgrseg('synth', 'ade20k', '--out', data / 'synth') == 0
+    assert cgrseg('download', 'ade20k', '--dest', data / 'raw', '--sources', data / 'synth/sources.yaml') == 0
+    assert cgrseg('prepare', 'ade20k', '--raw', data / 'raw', '--out', data / 'prepared') == 0
+    prepared = data / 'prepared'
+    # enough iterations to outlast the signal (about 75 s after the start) twice over
+    calibrate = tmp_path / 'calibrate'
+    assert cgrseg(*preempt_args(calibrate, prepared, 2)) == 0
+    records = [json.loads(line) for line in next(calibrate.glob('*.log.json')).read_text().splitlines()]
+    per_iter = min(r['time'] for r in records if r.get('mode') == 'train')
+    iters = min(400, max(8, math.ceil(150 / per_iter)))
+
+    baseline = tmp_path / 'baseline'
+    assert cgrseg(*preempt_args(baseline, prepared, iters)) == 0
+
+    flow = tmp_path / 'flow'
+    (flow / 'logs').mkdir(parents=True)
+    argv = ' '.join(str(a) for a in preempt_args('work', prepared, iters))
+    (flow / 'Snakefile').write_text(PREEMPTIBLE.replace('{ARGS}', argv))
+    snakemake(['--workflow-profile', str(REPO / 'profiles' / 'slurm'), *FAST, '--set-resources', SIGNAL_LEAD],
+              flow, timeout=3600)
+
+    first = (flow / 'logs/attempt1.log').read_text()
+    stopped = [line for line in first.splitlines() if 'stopped by SIGTERM after iteration' in line]
+    assert len(stopped) == 1, first[-3000:]
+    done = int(stopped[0].split('after iteration ')[1].split(',')[0])
+    assert 1 <= done < iters
+    assert ': error: ' not in (flow / 'logs/attempt2.log').read_text()
+    assert any(f'continuing after iteration {done}' in log.read_text() for log in (flow / 'work').glob('*.log'))
+    assert sorted(sbatch_jobs(flow).values()) == ['train', 'train']     # submitted twice by Snakemake
+    mine = torch.load(flow / f'work/iter_{iters}.pth', map_location='cpu', weights_only=False)
+    theirs = torch.load(baseline / f'iter_{iters}.pth', map_location='cpu', weights_only=False)
+    for key, tensor in theirs['state_dict'].items():
+        assert torch.equal(tensor, mine['state_dict'][key]), key

@@ -50,7 +50,7 @@ def main(argv=None):
         return args.func(args) or 0
     except CGRSegError as err:  # the domain's expected failures: one line, exit 2
         print(f'cgrseg {args.command}: error: {err}', file=sys.stderr)
-        return 2
+        return getattr(err, 'exit_code', 2)  # 2, or e.g. 75 for a preempted training
 
 
 if __name__ == '__main__':

@@ -48,13 +48,18 @@ def atomic_dir(path):
 
 
 def write_json(path, obj):
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + '\n')
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + '\n')
 
 
 def write_text(path, text):
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    """Write ``text`` atomically; a failed write (full disk, no permission) is one ``CGRSegError``
+    naming ``path`` and leaves neither ``path`` nor a temporary file behind."""
+    from cgrseg.errors import CGRSegError
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    except OSError as err:
+        raise CGRSegError(f'{path}: cannot write: {err.strerror or err}') from None
 
 
 def file_digests(path, algorithms, chunk=1 << 20):

@@ -1,4 +1,5 @@
-# Training: one run per variant x dataset x seed, resumed from its work dir when re-run.
+# Training: one run per variant x dataset x seed, resumed from its work dir when re-run. `exec`: on
+# SLURM the preemption signal must reach cgrseg train, not a shell that would die on it (docs/slurm.md).
 localrules:
     pretrained,
 
@@ -34,4 +35,4 @@ rule train:
     benchmark:
         f"{BENCH}/train/{RUN}.tsv"
     shell:
-        "cgrseg train {input.config} --work-dir {params.work_dir} --data-root {PREPARED} --seed {wildcards.seed} {params.args} > {log} 2>&1"
+        "exec cgrseg train {input.config} --work-dir {params.work_dir} --data-root {PREPARED} --seed {wildcards.seed} {params.args} > {log} 2>&1"

@@ -82,8 +82,8 @@ def mmcv_flops(model, shape):
 
 def measure(config, height, width, options=None):
     from cgrseg.models.build import build_model
-    from cgrseg.config import load_config
-    cfg = load_config(config, options)
+    from cgrseg.config import MODEL, load_config
+    cfg = load_config(config, options, needs=MODEL)
     model = build_model(cfg).eval()
     shape = (3, height, width)
     macs = count_macs(model, shape)
@@ -112,7 +112,10 @@ def variant_of(config):
 
 def dataset_of(cfg):
     types = {'ADE20KDataset': 'ade20k', 'COCOStuffDataset': 'coco_stuff10k', 'PascalContextDataset59': 'pascal_context'}
-    return types.get(cfg.data.test.type, cfg.data.test.type) if 'data' in cfg else None
+    data = cfg.get('data')
+    test = data.get('test') if isinstance(data, dict) else None
+    kind = test.get('type') if isinstance(test, dict) else None  # only a label: no data is needed
+    return types.get(kind, kind)
 
 
 def run(args):

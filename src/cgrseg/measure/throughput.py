@@ -48,9 +48,9 @@ def timed_runs(fn, device, warmup, repeats, iters):
 
 def measure(config, height, width, device='auto', batch_size=1, dtype='float32', warmup=10, repeats=10, iters=20):
     from cgrseg.models.build import build_model
-    from cgrseg.config import load_config
+    from cgrseg.config import MODEL, load_config
     from cgrseg.measure.flops import dataset_of, model_name, variant_of
-    cfg = load_config(config)
+    cfg = load_config(config, needs=MODEL)
     dev = resolve_device(device)
     if dtype == 'float16' and dev.type != 'cuda':
         raise CGRSegError('--dtype float16 needs a CUDA device (autocast)')

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from cgrseg.config import EVALUATE
 from cgrseg.errors import CGRSegError
 from cgrseg.io import write_json
 from cgrseg.runner.checkpoints import completed_iters
@@ -46,14 +47,18 @@ def load_model(cfg, checkpoint_path):
     Strict loading: a checkpoint of another variant or class count fails instead of evaluating
     a half-initialised model.
     """
-    from mmcv.runner import load_checkpoint
+    from mmcv.runner import load_state_dict
     from cgrseg.models.build import build_model
+    from cgrseg.runner.checkpoints import load
     model = build_model(cfg)
+    ckpt = load(checkpoint_path)  # empty, truncated or foreign files: one line
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in ckpt['state_dict'].items()}
     try:
-        ckpt = load_checkpoint(model, str(checkpoint_path), map_location='cpu', strict=True)
+        load_state_dict(model, state, strict=True)
     except Exception as err:
         raise CGRSegError(f'{checkpoint_path}: cannot load it into the config\'s model: '
-                       f'{str(err).strip().splitlines()[-1]}') from err
+                       f'{str(err).strip().splitlines()[-1]}') from None
     return model.eval(), ckpt.get('meta') or {}
 
 
@@ -74,9 +79,13 @@ def read_manifest(path):
     if path is None:
         return None
     try:
-        return json.loads(Path(path).read_text())
+        manifest = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise CGRSegError(f'{path}: cannot read the data set manifest: {err}') from err
+        raise CGRSegError(f'{path}: cannot read the data set manifest: {err}') from None
+    if not isinstance(manifest, dict):
+        raise CGRSegError(f'{path}: the data set manifest must be a JSON object, '
+                          f'not {type(manifest).__name__}')
+    return manifest
 
 
 def is_demo(flag, manifest, meta, config_iters):
@@ -93,6 +102,8 @@ def _check_inputs(args):
     for label, path in (('checkpoint', args.checkpoint), ('manifest', args.manifest)):
         if path is not None and not Path(path).is_file():
             raise CGRSegError(f'{path}: no such {label} file')
+    if Path(args.checkpoint).stat().st_size == 0:
+        raise CGRSegError(f'{args.checkpoint}: cannot read checkpoint: the file is empty')
 
 
 def _test_config(args, meta):
@@ -133,7 +144,7 @@ def run(args):
     from cgrseg.runner.provenance import provenance
     _check_inputs(args)
     manifest = read_manifest(args.manifest)
-    original = C.load_config(args.config)
+    original = C.load_config(args.config, needs=EVALUATE)
     exp = C.experiment(original, args.config)
     device = _device()
     model, meta = load_model(original, args.checkpoint)

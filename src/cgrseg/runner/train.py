@@ -89,10 +89,17 @@ def relaunch_argv(args):
     return argv
 
 
-def _relaunch(args, prefix, extra=(), env=None):
-    """Run this same train command as ``prefix -m cgrseg.cli train ...`` and wait for it."""
+def _relaunch(args, prefix, held, extra=(), env=None):
+    """Run this same train command as ``prefix -m cgrseg.cli train ...`` and wait for it.
+
+    The child shares this process's work-dir lock; preemption signals are passed on to it.
+    """
+    from cgrseg.runner import preempt
     cmd = [*prefix, '-m', 'cgrseg.cli', *relaunch_argv(args), *extra]
-    rc = subprocess.run(cmd, env=env).returncode
+    rc, signum = preempt.run_child(cmd, env=held.child_env(env), pass_fds=(held.fd,))
+    if rc and (signum or rc == preempt.EX_TEMPFAIL):
+        raise preempt.Preempted(f'{args.work_dir}: training stopped on a preemption signal; run the '
+                                f'same command again to continue from its last checkpoint')
     if rc:
         raise CGRSegError(f'training of {args.config} failed in a child process (exit code {rc}); '
                        f'logs in {args.work_dir}')
@@ -100,6 +107,13 @@ def _relaunch(args, prefix, extra=(), env=None):
 
 
 def run(args):
+    from cgrseg.runner import preempt
+    with preempt.handling():  # first: a job may be signalled while it is still starting
+        return _run(args)
+
+
+def _run(args):
+    from cgrseg.runner import lock
     cuda = _cuda_available()
     cpu_processes = ddp.cpu_processes(args)
     gpus = args.gpus if args.gpus is not None else int(cuda)
@@ -108,21 +122,27 @@ def run(args):
     if gpus > 0 and not cuda:
         raise CGRSegError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
     args.gpus = gpus
-    procs = cpu_processes or gpus
-    if procs > 1 and args.launcher == 'none':
-        hide = {} if gpus or not cuda else dict(CUDA_VISIBLE_DEVICES='')
-        return _relaunch(args, ddp.torchrun(procs), extra=['--launcher', 'pytorch'],
-                         env=dict(os.environ, **hide))
-    if gpus == 0 and cuda:
-        # mmcv's data-parallel wrapper targets a GPU whenever one is visible: hide them.
-        return _relaunch(args, [sys.executable], env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
-    return train(args, gpus, distributed=args.launcher != 'none')
+    distributed = args.launcher != 'none'
+    if lock.held_by_parent(args.work_dir):
+        return train(args, gpus, distributed)
+    build_config(args, gpus, distributed)  # a bad config or data root fails before the work dir is touched
+    with lock.WorkDirLock(args.work_dir) as held:
+        procs = cpu_processes or gpus
+        if procs > 1 and not distributed:
+            hide = {} if gpus or not cuda else dict(CUDA_VISIBLE_DEVICES='')
+            return _relaunch(args, ddp.torchrun(procs), held, extra=['--launcher', 'pytorch'],
+                             env=dict(os.environ, **hide))
+        if gpus == 0 and cuda:
+            # mmcv's data-parallel wrapper targets a GPU whenever one is visible: hide them.
+            return _relaunch(args, [sys.executable], held, env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+        return train(args, gpus, distributed)
 
 
 def build_config(args, gpus, distributed):
     """The config as trained: the file, --cfg-options, then the command-line rewrites."""
+    from cgrseg.config import TRAIN
     from cgrseg.runner import config as C
-    cfg = C.load_config(args.config, parse_options(args.cfg_options))
+    cfg = C.load_config(args.config, parse_options(args.cfg_options), needs=TRAIN)
     if args.data_root:
         C.set_data_prefix(cfg, args.data_root)
     if args.crop is not None:
@@ -151,21 +171,21 @@ def build_config(args, gpus, distributed):
     cfg.seed = args.seed
     cfg.device = 'cuda' if gpus else 'cpu'
     cfg.gpu_ids = range(int(os.environ.get('WORLD_SIZE', 1))) if distributed else [0]
-    cfg.auto_resume = False  # we resume ourselves (ResumeCheckpointHook), on any device
+    cfg.auto_resume = False  # we pick the checkpoint ourselves (checkpoints.resumable)
     return cfg
 
 
 def _add_runtime_hooks(cfg, resume_from):
     hooks = list(cfg.get('custom_hooks', []))
     hooks.append(dict(type='NonFiniteLossHook', priority='VERY_HIGH'))
-    if resume_from is not None:
-        hooks.append(dict(type='ResumeCheckpointHook', checkpoint=str(resume_from),
-                          priority='HIGHEST'))
     cfg.custom_hooks = hooks
+    # atomic checkpoints, exact resume, stop on preemption (runner/iter_runner.py)
+    cfg.runner['constructor'] = 'ExactResumeRunnerConstructor'
+    cfg.resume_from = str(resume_from) if resume_from is not None else None
 
 
 def train(args, gpus, distributed):
-    from cgrseg.runner import checkpoints, hooks
+    from cgrseg.runner import checkpoints, hooks, iter_runner, workdir  # noqa: F401  (registers the runner)
     from cgrseg.runner import config as C
     cfg = build_config(args, gpus, distributed)
 
@@ -182,9 +202,11 @@ def train(args, gpus, distributed):
     rank, _ = get_dist_info()
     work_dir = Path(args.work_dir)
     mmcv.mkdir_or_exist(str(work_dir.resolve()))
-    resume_from = checkpoints.latest_checkpoint(work_dir)
-    if resume_from is not None:
-        checkpoints.load_meta(resume_from)  # an unreadable checkpoint: one clear error, not a traceback
+    if rank == 0:
+        checkpoints.remove_stale_temporaries(work_dir)
+    skipped = []
+    resume_from, resume_meta = checkpoints.resumable(work_dir, skipped.append)
+    workdir.check_owner(work_dir, cfg, args.config, resume_meta)  # before config.py is rewritten
     resolved = C.resolved_text(cfg)  # before the runtime hooks: they change from run to run
     if rank == 0:
         write_text(work_dir / RESOLVED_CONFIG, resolved)
@@ -193,6 +215,8 @@ def train(args, gpus, distributed):
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
     logger = _run_logger(get_root_logger, work_dir / f'{timestamp}.log', cfg.log_level, rank)
     setup_multi_processes(cfg)
+    for warning in skipped:
+        logger.warning(warning)
     if resume_from is not None:
         logger.info(f'resuming from {resume_from}')
     set_random_seed(args.seed, deterministic=False)
