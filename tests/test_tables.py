@@ -77,7 +77,7 @@ def test_paper_file_cites_not_found_for_every_unknown(paper):
     (lambda d: d['tables']['ade20k']['rows']['b']['gflops'].update(value='7.6'),
      'rows.b.gflops: value must be a number or null'),
     (lambda d: d['columns']['mIoU'].update(tolerance={'abs': -1}), 'non-negative'),
-    (lambda d: d['tables']['coco_stuff10k'].update(mIoU_mode='ms'), 'mIoU_mode'),
+    (lambda d: d['tables']['coco_stuff10k'].update(mIoU_mode='ms_multi'), 'mIoU_mode'),
 ])
 def test_paper_file_errors_name_the_file_and_the_cell(tmp_path, edit, message):
     data = yaml.safe_load(PAPER.read_text())
@@ -120,7 +120,7 @@ def copy_results(tmp_path):
     ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'dataset': 'coco_stuff10k'},
      '"dataset" is \'coco_stuff10k\' but the path says \'ade20k\''),
     ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'mIoU': None}, '"mIoU" must be a number'),
-    ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'mode': 'ms'}, '"mode" must be one of'),
+    ('runs/ade20k/cgrseg-t/metrics.json', lambda d: {**d, 'mode': 'ms_multi'}, '"mode" must be one of'),
     ('measure/pascal_context/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 512, 512]},
      'measured at 512x512 but params.yaml measure_shape asks for 480x480'),
     ('measure/ade20k/cgrseg-t.throughput.json', lambda d: {**d, 'device': 'gpu'},

@@ -107,6 +107,9 @@ def _from_metrics(path, doc, hw):
         if doc.get(name) is not None:
             out[name] = _number(path, doc, name)
     out['mIoU_mode'] = mode
+    single = (doc.get('protocols') or {}).get('single_scale')
+    if isinstance(single, dict) and single.get('mIoU') is not None:
+        out['mIoU_ss'] = _number(path, doc, 'protocols', 'single_scale', 'mIoU')
     out['demo'] = doc['demo']
     if isinstance(doc.get('iters'), int):
         out['iters'] = doc['iters']
@@ -143,6 +146,11 @@ def _from_throughput(path, doc, hw):
         out['throughput_input'] = f'{shape[1]}x{shape[2]}'
     if isinstance(doc.get('dtype'), str):
         out['throughput_dtype'] = doc['dtype']
+    if isinstance(doc.get('protocol'), str):
+        out['throughput_protocol'] = doc['protocol']
+    for name, protocol in (('img_per_s_fixed', 'fixed_size'), ('img_per_s_deploy', 'mmseg_benchmark_deploy')):
+        if protocol in (doc.get('protocols') or {}):
+            out[name] = _number(path, doc, 'protocols', protocol, 'img_per_s')
     return out
 
 

@@ -77,11 +77,12 @@ def _allowed(spec, paper_value):
 def _context(column, get):
     """The facts beside a value that decide comparability; kept in diff.json."""
     names = {
-        'mIoU': ('mIoU_mode', 'demo', 'iters'),
+        'mIoU': ('mIoU_mode', 'mIoU_ss', 'demo', 'iters'),
         'gflops': ('gflops_mmcv', 'flops_input'),
         'params_M': (),
         'img_per_s': ('throughput_device', 'throughput_device_name', 'throughput_batch_size',
-                      'throughput_input', 'throughput_dtype'),
+                      'throughput_input', 'throughput_dtype', 'throughput_protocol', 'img_per_s_fixed',
+                      'img_per_s_deploy'),
     }[column]
     return {name: get(name) for name in names if get(name) is not None}
 
@@ -140,7 +141,7 @@ def _note(column, table, get):
 
 
 def _mode_text(mode):
-    return {'ss': 'single-scale', 'ms_flip': 'multi-scale + flip'}.get(mode, repr(mode))
+    return {'ss': 'single-scale', 'ms': 'multi-scale', 'ms_flip': 'multi-scale + flip'}.get(mode, repr(mode))
 
 
 def _hw_text(hw):
