@@ -51,6 +51,8 @@ def test_deploy_output_equals_the_unfused_model(variant):
         again = model.encode_decode(x, None)
     assert relative_error(out, ref) < TOLERANCE and relative_error(out_cl, ref) < TOLERANCE
     assert remaining_batchnorms(fused) == [] and remaining_batchnorms(fused_cl) == []
+    assert not any(type(m) is torch.nn.Conv2d and m.kernel_size == (1, 1) and m.groups == 1 and m.stride == (1, 1)
+                   for m in fused.modules())  # every 1x1 conv runs as a Pointwise matmul
     assert torch.equal(again, ref) and remaining_batchnorms(model)  # the original is untouched
 
 
@@ -80,6 +82,20 @@ def test_mmcv_fuse_conv_bn_leaves_most_batchnorms():
     left = remaining_batchnorms(fuse_conv_bn(copy.deepcopy(model)))
     assert len(left) > before / 3
     assert any(name.endswith('mlp.norm1') for name in left) and any(name.endswith('.norm') for name in left)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_pointwise_is_the_1x1_conv_in_either_layout(channels_last):
+    from cgrseg.models.deploy import Pointwise
+    conv = torch.nn.Conv2d(6, 5, 1)
+    x = torch.randn(2, 6, 7, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = Pointwise(conv)(x)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.allclose(out, conv(x), rtol=1e-5, atol=1e-6)
+    assert not Pointwise.applies(torch.nn.Conv2d(6, 5, 1, stride=2))
+    assert not Pointwise.applies(torch.nn.Conv2d(6, 6, 1, groups=2))
 
 
 def test_a_bn_before_a_padded_conv_is_not_folded():

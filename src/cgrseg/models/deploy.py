@@ -6,6 +6,9 @@
   precedes: a BN before a 1x1 conv folds into that conv's input channels),
 - the layer scales (EfficientFormerV2 ``layer_scale_*``, RCM ``gamma``) and the attention
   ``scale`` are folded into the convolution that produces the tensor they multiply,
+- every 1x1 convolution runs as one matrix product (``Pointwise``): on a channels-last tensor a
+  GEMM over the pixels with no layout copy, otherwise a batched matmul over the channels (PyTorch's
+  CPU conv takes a slower im2col path for 1x1 kernels at batch 1 on one thread),
 - optionally the weights are stored channels-last.
 
 Folding is explicit, per module of Fig. 2, not by the declaration order of the children that
@@ -18,6 +21,7 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .attention import RelPosAttention
@@ -172,6 +176,35 @@ def fold(model):
     return model
 
 
+class Pointwise(nn.Module):
+    """A 1x1, stride-1, ungrouped convolution as a matrix product, in whichever layout ``x`` has."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach().flatten(1).clone(), requires_grad=False)
+        self.bias = nn.Parameter(_bias(conv).detach().clone(), requires_grad=False)
+
+    @staticmethod
+    def applies(conv):
+        return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+                and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1) and conv.groups == 1)
+
+    def forward(self, x):
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # NHWC memory: a GEMM over pixels; the result is channels-last again, without a copy
+            return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+        B, C, H, W = x.shape
+        out = torch.matmul(self.weight, x.reshape(B, C, H * W)) + self.bias.view(1, -1, 1)
+        return out.view(B, -1, H, W)
+
+
+def _pointwise(model):
+    for module in list(model.modules()):
+        for name, child in list(module._modules.items()):
+            if child is not None and Pointwise.applies(child):
+                module._modules[name] = Pointwise(child)
+
+
 def _refuse_training(self, mode=True):
     if mode:
         raise RuntimeError('a deploy-mode model is for inference only (its BatchNorms are folded)')
@@ -185,6 +218,7 @@ def deploy(model, channels_last=False):
     for the convolutions to run in that layout (``cgrseg.measure.throughput`` does).
     """
     model = fold(copy.deepcopy(model))
+    _pointwise(model)
     for p in model.parameters():
         p.requires_grad_(False)
     if channels_last:
