@@ -116,8 +116,8 @@ def throughput_args(config, dataset):
     height, width = config['measure_shape'][dataset]
     if sched.get('crop') is not None:
         height = width = sched['crop']
-    flags = _flags([('--repeats', sched.get('throughput_repeats')), ('--images', sched.get('throughput_images')),
-                    ('--crop', sched.get('crop'))])
+    flags = _flags([('--repeats', sched.get('throughput_repeats')), ('--iters', sched.get('throughput_iters')),
+                    ('--images', sched.get('throughput_images')), ('--crop', sched.get('crop'))])
     return f'--deploy {flags} --shape {height} {width}'
 
 

@@ -12,7 +12,8 @@
   runs of ``--iters`` passes.
 
 ``--deploy`` adds both protocols on the deploy-mode model (cgrseg.models.deploy: BatchNorms and
-scales folded), labelled as such; the top-level figure stays the unfused paper protocol.
+scales folded, 1x1 convs as matrix products; channels-last on CPU), labelled as such; the
+top-level figure stays the unfused paper protocol.
 The JSON records device, versions and threads: throughput compares only on identical devices.
 This is a benchmark, not a test.
 """
@@ -174,13 +175,15 @@ def measure(args):
     cfg = _test_config(args.config, args.data_root, args.crop)
     loader, n_images = _loader(cfg, _workers(args.workers, cfg, dev))
     models = {'': _model(cfg, args.checkpoint, dev)}
-    if args.deploy:
-        models['_deploy'] = deploy(models[''])
+    if args.deploy:  # channels-last measured faster on CPU only (docs/benchmarks.md)
+        models['_deploy'] = deploy(models[''], channels_last=dev.type == 'cpu')
     protocols = {}
     for suffix, model in models.items():
         bench = mmseg_benchmark(model, dev, loader, args.images, args.skip)
         protocols[PAPER_PROTOCOL + suffix] = {**bench, 'distinct_images': min(n_images, args.images),
                                               'test_protocol': describe(cfg), 'deploy': bool(suffix)}
+        if suffix:
+            protocols[PAPER_PROTOCOL + suffix]['channels_last'] = dev.type == 'cpu'
         fixed = fixed_size(model, dev, args.shape, args.batch_size, args.dtype, args.warmup, args.repeats,
                            args.iters)
         protocols[FIXED_SIZE + suffix] = {**fixed, 'deploy': bool(suffix)}
