@@ -52,6 +52,7 @@ def test_test_pipelines_are_the_authors(dataset, variant):
         assert step.get('img_ratios') == ratios and step['flip'] is flip
         assert [t['type'] for t in step['transforms']] == DEVIATIONS.get(dataset, transforms)
     assert 'CGRSeg@85d5a92' in cfg.test_protocol_source
+    assert cfg.experiment.paper_mode == P.describe(cfg)['mode']  # what the paper's table reports
 
 
 @pytest.mark.parametrize('dataset,mode,scales,flip', [

@@ -15,4 +15,4 @@ _base_ = [
 ]
 model = dict(decode_head=dict(num_classes=171))  # classes of the data set
 # Read by `cgrseg evaluate` and the workflow; ignored by mmseg.
-experiment = dict(model='cgrseg-b', variant='b', dataset='coco_stuff10k', paper_mode='ss')
+experiment = dict(model='cgrseg-b', variant='b', dataset='coco_stuff10k', paper_mode='ms')
