@@ -95,7 +95,7 @@ def test_data_settings(configs, variant, suffix):
     cfg = configs[variant, suffix]
     dataset, dtype, classes, _, crop, root = DATASETS[suffix]
     assert cfg.experiment == dict(model=f'cgrseg-{variant}', variant=variant, dataset=dataset,
-                                  paper_mode='ms_flip' if dataset == 'pascal_context' else 'ss')
+                                  paper_mode={'pascal_context': 'ms_flip', 'coco_stuff10k': 'ms'}.get(dataset, 'ss'))
     for split in ('train', 'val', 'test'):
         assert cfg.data[split].type == dtype
         assert cfg.data[split].data_root.rstrip('/') == root
@@ -107,8 +107,8 @@ def test_data_settings(configs, variant, suffix):
     assert steps['Resize'].img_scale == ((520, 520) if dataset == 'pascal_context' else (2048, 512))
     test = cfg.data.test.pipeline[1]
     assert test.type == 'MultiScaleFlipAug'
-    if dataset == 'pascal_context':
-        assert test.flip is True and test.img_ratios == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    if dataset in ('pascal_context', 'coco_stuff10k'):  # the official test protocols (test_protocols.py)
+        assert test.flip is (dataset == 'pascal_context') and test.img_ratios == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     else:
         assert test.flip is False and 'img_ratios' not in test
 

@@ -1,4 +1,4 @@
-"""Params/FLOPs counting and the flops/throughput commands."""
+"""Params/FLOPs counting and the flops command (throughput: tests/test_throughput.py)."""
 import json
 import subprocess
 import sys
@@ -88,15 +88,3 @@ def test_flops_missing_config_is_one_clear_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == 'cgrseg flops: error: nope.py: no such config file'
     assert not out.exists()
-
-
-def test_throughput_records_its_protocol(tmp_path):
-    out = tmp_path / 't.json'
-    proc = subprocess.run([sys.executable, '-m', 'cgrseg.cli', 'throughput', str(ade20k_config('t')), '--shape', '64',
-                           '64', '--warmup', '1', '--repeats', '2', '--iters', '1', '--device', 'cpu', '--out',
-                           str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    r = json.loads(out.read_text())
-    assert r['device'] == 'cpu' and 'not comparable' in r['note']
-    assert len(r['img_per_s_runs']) == 2 and r['img_per_s'] > 0
-    assert r['dataset'] == 'ade20k' and r['batch_size'] == 1 and r['torch'] == torch.__version__

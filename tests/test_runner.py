@@ -126,15 +126,6 @@ def test_iters_equal_to_the_config_change_nothing(ade):
         C.scale_schedule(ade, 0)
 
 
-def test_test_aug_switches_between_single_scale_and_ms_flip(ade, pascal):
-    C.set_test_aug(ade, True)
-    aug = steps(ade, 'test')['MultiScaleFlipAug']
-    assert aug.flip is True and aug.img_ratios == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-    C.set_test_aug(pascal, False)
-    single = steps(pascal, 'test')['MultiScaleFlipAug']
-    assert single.flip is False and 'img_ratios' not in single
-
-
 def test_pretrained_path_and_dropping_it(ade):
     assert C.pretrained_path(ade) == 'checkpoints/efficientformerv2_s1.pth'
     C.drop_pretrained(ade)

@@ -21,8 +21,8 @@ CONFIGS = {
     'pascal_context': ROOT / 'configs/cgrseg/cgrseg-t_pascal-context-59_80k.py',
 }
 NUM_CLASSES = {'ade20k': 150, 'coco_stuff10k': 171, 'pascal_context': 59}
-SCHEMA_KEYS = ['model', 'variant', 'dataset', 'mode', 'mIoU', 'mAcc', 'aAcc', 'per_class_iou',
-               'demo', 'iters', 'provenance']
+SCHEMA_KEYS = ['model', 'variant', 'dataset', 'mode', 'protocol', 'mIoU', 'mAcc', 'aAcc', 'per_class_iou',
+               'protocols', 'demo', 'iters', 'provenance']
 PROVENANCE_KEYS = {'git_commit', 'config', 'config_sha256', 'resolved_config_sha256', 'checkpoint',
                    'packages', 'device', 'dataset_manifest_sha256'}
 
@@ -68,6 +68,10 @@ def check_metrics(doc, dataset, mode, iters, checkpoint, prepared):
     assert list(doc) == SCHEMA_KEYS
     assert (doc['model'], doc['variant'], doc['dataset']) == ('cgrseg-t', 't', dataset)
     assert doc['mode'] == mode and doc['iters'] == iters
+    assert list(doc['protocols']) == ['official', 'single_scale']
+    assert doc['protocol']['mode'] == doc['protocols']['official']['mode'] == mode
+    assert doc['protocols']['single_scale']['mode'] == 'ss'
+    assert all(doc[k] == doc['protocols']['official'][k] for k in ('mIoU', 'mAcc', 'aAcc', 'per_class_iou'))
     assert doc['demo'] is True                       # synthetic data, demo schedule
     ious = doc['per_class_iou']
     assert len(ious) == NUM_CLASSES[dataset]
@@ -115,13 +119,13 @@ def test_train_resume_evaluate(prepared, tmp_path, caplog):
     check_metrics(doc, 'ade20k', 'ss', 2, work / 'latest.pth', prepared)
 
 
-@pytest.mark.parametrize('dataset,aug', [('coco_stuff10k', False), ('pascal_context', True)])
-def test_other_datasets_train_and_evaluate(prepared, tmp_path, dataset, aug):
+@pytest.mark.parametrize('dataset,mode', [('coco_stuff10k', 'ms'), ('pascal_context', 'ms_flip')])
+def test_other_datasets_train_and_evaluate(prepared, tmp_path, dataset, mode):
     work = tmp_path / 'work'
     assert cgrseg(*train_args(dataset, work, prepared, iters=1), '--no-validate') == 0
     out = tmp_path / 'metrics.json'
-    doc = evaluate(dataset, work / 'latest.pth', prepared, out, *(['--aug-test'] if aug else []))
-    check_metrics(doc, dataset, 'ms_flip' if aug else 'ss', 1, work / 'latest.pth', prepared)
+    doc = evaluate(dataset, work / 'latest.pth', prepared, out)
+    check_metrics(doc, dataset, mode, 1, work / 'latest.pth', prepared)
 
 
 def test_nan_loss_stops_with_one_error(prepared, tmp_path, capsys):

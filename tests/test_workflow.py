@@ -56,10 +56,10 @@ def test_demo_flag_marks_synthetic_data_or_a_shortened_schedule():
     assert wf.evaluate_args(params(profile='paper', sources='real'), 'ade20k') == ''
 
 
-def test_only_pascal_context_is_evaluated_multi_scale_flip():
+def test_the_test_protocols_come_from_the_dataset_configs_not_from_params():
     config = params(profile='paper', sources='real')
-    assert wf.evaluate_args(config, 'pascal_context') == '--aug-test'
-    assert '--aug-test' not in wf.evaluate_args(config, 'coco_stuff10k')
+    assert 'aug_test' not in PARAMS
+    assert {wf.evaluate_args(config, d) for d in ('ade20k', 'coco_stuff10k', 'pascal_context')} == {''}
 
 
 def test_download_source_follows_params():
@@ -269,8 +269,8 @@ def test_demo_profile_runs_the_whole_dag_from_synthetic_archives(demo_dag):
                                  '512 --cfg-options model.decode_head.next_repeat=5 --out ')
     evaluations = [c for c in shell_commands(demo_dag) if c.startswith('cgrseg evaluate')]
     assert all('--demo' in c for c in evaluations)
-    assert sorted('--aug-test' in c for c in evaluations) == [False] * 6 + [True] * 3
-    assert all('--aug-test' in c for c in evaluations if 'pascal_context' in c)
+    throughputs = [c for c in shell_commands(demo_dag) if c.startswith('cgrseg throughput')]
+    assert all('--data-root data/prepared --manifest data/prepared/' in c and '--deploy' in c for c in throughputs)
 
 
 def test_every_job_is_one_logged_cgrseg_call(demo_dag, paper_dag):

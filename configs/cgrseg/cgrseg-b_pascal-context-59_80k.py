@@ -5,7 +5,8 @@ custom_imports = dict(imports=['cgrseg.models'], allow_failed_imports=False)
 #   data     ../_base_/datasets/pascal_context_59.py      mmseg 0.30 base; MS+flip test: official base
 #   schedule ../_base_/schedules/adamw_poly_80k.py        official ADE20K recipe, 80k iters (assumption)
 #   runtime  ../_base_/default_runtime.py                 mmseg 0.30 base + official DDP flag
-# Paper number it reproduces: Pascal Context 59 val, multi-scale + flip ("MS"): evaluate with --aug-test.
+# Paper number it reproduces: Pascal Context 59 val, 6 scales + flip ("MS", the official protocol;
+# `cgrseg evaluate` also records single scale).
 _base_ = [
     '../_base_/models/cgrseg-b.py',
     '../_base_/datasets/pascal_context_59.py',

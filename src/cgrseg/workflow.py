@@ -114,21 +114,20 @@ def train_args(config):
 
 
 def evaluate_args(config, dataset):
-    args = []
-    if dataset in config.get('aug_test', []):
-        args.append('--aug-test')
-    if is_demo(config):
-        args.append('--demo')
-    return ' '.join(args)
+    """The protocols come from the dataset's config (official + single scale), not from here."""
+    return '--demo' if is_demo(config) else ''
 
 
 def throughput_args(config, dataset):
-    """Paper resolution, or the demo's crop when the profile shortens the schedule (CPU in minutes)."""
+    """Paper resolution, or the demo's crop when the profile shortens the schedule (CPU in minutes):
+    the crop scales the test pipeline of the paper protocol as it does the evaluation's."""
     sched = profile(config)
     height, width = config['measure_shape'][dataset]
     if sched.get('crop') is not None:
         height = width = sched['crop']
-    return _flags([('--repeats', sched.get('throughput_repeats'))]) + f' --shape {height} {width}'
+    flags = _flags([('--repeats', sched.get('throughput_repeats')), ('--iters', sched.get('throughput_iters')),
+                    ('--images', sched.get('throughput_images')), ('--crop', sched.get('crop'))])
+    return f'--deploy {flags} --shape {height} {width}'
 
 
 def flops_shape(config, dataset):

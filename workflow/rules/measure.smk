@@ -23,6 +23,7 @@ rule flops:
 rule throughput:
     input:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
+        manifest=rules.prepare.output[0],
     output:
         "results/measure/{dataset}/cgrseg-{variant}.throughput.json",
     params:
@@ -37,7 +38,7 @@ rule throughput:
     benchmark:
         f"{BENCH}/throughput/{MODEL}.tsv"
     shell:
-        "cgrseg throughput {input.config} --out {output} --device auto {params.args} > {log} 2>&1"
+        "cgrseg throughput {input.config} --out {output} --device auto --data-root {PREPARED} --manifest {input.manifest} {params.args} > {log} 2>&1"
 
 
 rule flops_judged:

@@ -20,7 +20,10 @@ train_pipeline = [
     dict(type='DefaultFormatBundle'),
     dict(type='Collect', keys=['img', 'gt_semantic_seg']),
 ]
-# Single scale, no flip ('whole' inference on the short side resized to 512).
+# Test protocol = the official one (cgrseg.runner.protocols): single scale, no flip ('whole' inference
+# on the short side resized to 512); the official file leaves its img_ratios line commented out.
+test_protocol_source = ('nizhenliang/CGRSeg@85d5a92 local_configs/_base_/datasets/ade20k.py, test_pipeline: '
+                        'single scale (img_ratios commented out), flip=False, Pad(size_divisor=32)')
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(

@@ -1,7 +1,8 @@
 # Pascal Context, 59 classes (background ignored), 480x480 crops from images resized around 520.
 # Source: mmseg 0.30 configs/_base_/datasets/pascal_context_59.py for training; the test pipeline is the
-# official CGRSeg pascal_context_59 base: multi-scale (0.5-1.75) + flip, ResizeToMultiple(32) -- the
-# paper reports Pascal Context as "MS". `cgrseg evaluate` without --aug-test reduces it to one scale.
+# official CGRSeg pascal_context_59 base: 6 scales (0.5-1.75) + flip, ResizeToMultiple(32) -- the
+# paper reports Pascal Context as "MS". It is the official protocol of `cgrseg evaluate` (which also
+# records single scale) and, as in the authors' runs, of the in-training evaluation.
 # data_root: our prepare layout (`cgrseg prepare pascal_context`); `--data-root` replaces `data/prepared`.
 dataset_type = 'PascalContextDataset59'
 data_root = 'data/prepared/VOCdevkit/VOC2010'
@@ -21,6 +22,8 @@ train_pipeline = [
     dict(type='DefaultFormatBundle'),
     dict(type='Collect', keys=['img', 'gt_semantic_seg']),
 ]
+test_protocol_source = ('nizhenliang/CGRSeg@85d5a92 local_configs/_base_/datasets/pascal_context_59.py, '
+                        'test_pipeline: img_ratios 0.5-1.75, flip=True, ResizeToMultiple(size_divisor=32)')
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(

@@ -9,8 +9,6 @@ from cgrseg.errors import CGRSegError
 
 # The prefix our configs' data roots start with (the layout `cgrseg prepare` writes).
 DEFAULT_DATA_PREFIX = 'data/prepared'
-# The paper's "MS" test: mmseg's standard ratios with horizontal flip.
-MS_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 SPLITS = ('train', 'val', 'test')
 
 
@@ -143,23 +141,6 @@ def scale_schedule(cfg, iters):
         cfg.checkpoint_config['interval'] = scaled(cfg.checkpoint_config['interval'])
     # Logging is not part of the schedule: log about ten times per short run, never less often.
     cfg.log_config['interval'] = min(cfg.log_config['interval'], max(1, iters // 10))
-
-
-def set_test_aug(cfg, aug):
-    """Single scale without flip, or (aug) the paper's multi-scale + flip, on the test split."""
-    found = False
-    for pipeline in _pipelines(cfg, ('test',)):
-        for step in pipeline:
-            if step['type'] != 'MultiScaleFlipAug':
-                continue
-            found = True
-            step['flip'] = bool(aug)
-            if aug:
-                step['img_ratios'] = list(MS_RATIOS)
-            else:
-                step.pop('img_ratios', None)
-    if not found:
-        raise CGRSegError('config test pipeline has no MultiScaleFlipAug step to set the test scales on')
 
 
 def pretrained_path(cfg):

@@ -1,8 +1,10 @@
 """``cgrseg evaluate``: mIoU of a checkpoint on its config's test set -> metrics.json.
 
-Single scale by default, the paper's multi-scale + flip with ``--aug-test``. mmseg computes the
+Two protocols (cgrseg.runner.protocols): the data set's official one (the config's test pipeline,
+as the authors' configs set it) gives the top-level numbers, and single scale is recorded beside
+it; a data set whose official protocol is single scale is evaluated once. mmseg computes the
 metric (``single_gpu_test(pre_eval=True)`` + ``dataset.evaluate``); this command only chooses the
-test pipeline and writes the result file of docs/results-schema.md.
+test pipelines and writes the result file of docs/results-schema.md.
 """
 import json
 import math
@@ -11,6 +13,7 @@ from pathlib import Path
 from cgrseg.config import EVALUATE
 from cgrseg.errors import CGRSegError
 from cgrseg.io import write_json
+from cgrseg.runner import protocols as P
 from cgrseg.runner.checkpoints import completed_iters
 
 
@@ -20,8 +23,6 @@ def add_parser(subparsers):
     p.add_argument('config', help='the mmseg config the checkpoint was trained with')
     p.add_argument('checkpoint', help='e.g. work_dirs/ade20k/cgrseg-t/latest.pth')
     p.add_argument('--out', required=True, help='metrics.json to write')
-    p.add_argument('--aug-test', action='store_true',
-                   help='multi-scale (0.5-1.75) + flip test, the paper\'s "MS"')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
     p.add_argument('--crop', type=int,
                    help='scale the test resize as `cgrseg train --crop` does '
@@ -107,7 +108,7 @@ def _check_inputs(args):
 
 
 def _test_config(args, meta):
-    """The config with the test pipeline this evaluation uses (data root, scale, augmentation)."""
+    """The config with the official test pipeline, moved to the data root and the training crop."""
     from cgrseg.runner import config as C
     cfg = C.load_config(args.config)
     if args.data_root:
@@ -115,7 +116,6 @@ def _test_config(args, meta):
     crop = args.crop if args.crop is not None else (meta.get('cgrseg') or {}).get('crop')
     if crop is not None:
         C.set_crop(cfg, crop)
-    C.set_test_aug(cfg, args.aug_test)
     C.drop_pretrained(cfg)  # the checkpoint supplies every weight
     cfg.data.test.test_mode = True
     return cfg
@@ -139,6 +139,21 @@ def predict_and_score(cfg, model, device, workers):
     return dataset.evaluate(results, metric='mIoU')
 
 
+def evaluate_protocols(cfg, model, device, workers):
+    """{protocol name: description + metrics} for the official protocol and single scale."""
+    done = {}
+    for name, pcfg in P.protocol_configs(cfg).items():
+        about = P.describe(cfg if name == P.OFFICIAL else pcfg, name)
+        same = next((d for d in done.values() if P.same_protocol(d, about)), None)
+        scores = {k: same[k] for k in METRICS} if same else \
+            metrics_from(predict_and_score(pcfg, model, device, workers))
+        done[name] = {**about, **scores}
+    return done
+
+
+METRICS = ('mIoU', 'mAcc', 'aAcc', 'per_class_iou')
+
+
 def run(args):
     from cgrseg.runner import config as C
     from cgrseg.runner.provenance import provenance
@@ -150,14 +165,19 @@ def run(args):
     model, meta = load_model(original, args.checkpoint)
     cfg = _test_config(args, meta)
     C.check_data(cfg, ('test',))
-    scores = predict_and_score(cfg, model, device, args.workers)
+    protocols = evaluate_protocols(cfg, model, device, args.workers)
+    official = protocols[P.OFFICIAL]
     doc = {'model': exp['model'], 'variant': exp['variant'], 'dataset': exp['dataset'],
-           'mode': 'ms_flip' if args.aug_test else 'ss',
-           **metrics_from(scores),
+           'mode': official['mode'],
+           'protocol': {k: v for k, v in official.items() if k not in METRICS},
+           **{k: official[k] for k in METRICS},
+           'protocols': protocols,
            'demo': is_demo(args.demo, manifest, meta, original.runner['max_iters']),
            'iters': completed_iters(meta['iter']) if 'iter' in meta else None,
            'provenance': provenance(args.config, args.checkpoint, C.resolved_text(cfg), device,
                                     manifest=args.manifest)}
     write_json(args.out, doc)
-    print(f"{exp['model']} {exp['dataset']} {doc['mode']}: mIoU {doc['mIoU']} -> {args.out}")
+    single = protocols[P.SINGLE_SCALE]
+    print(f"{exp['model']} {exp['dataset']}: mIoU {doc['mIoU']} ({official['description']}; official), "
+          f"{single['mIoU']} (single scale) -> {args.out}")
     return 0

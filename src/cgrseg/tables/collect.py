@@ -35,6 +35,7 @@ FIELDS = {
     'num_classes_dataset': COUNT,
     'img_per_s': NUMBER, 'throughput_device': TEXT, 'throughput_device_name': TEXT,
     'throughput_batch_size': COUNT, 'throughput_input': TEXT, 'throughput_dtype': TEXT,
+    'mIoU_ss': NUMBER, 'throughput_protocol': TEXT, 'img_per_s_fixed': NUMBER, 'img_per_s_deploy': NUMBER,
 }
 SEED_FIELD = re.compile(r'mIoU_seed\d+')
 # a value the judge uses needs the facts that decide how it is judged
@@ -130,7 +131,7 @@ def _runs(results, dataset, variant, seeds):
                 raise CGRSegError(f'{path}: "{field}" is {run.get(field)!r} but {first_path} has '
                                   f'{first.get(field)!r}; the seeds of one model must share a protocol')
     out = {}
-    for name in ('mIoU', 'mAcc', 'aAcc'):
+    for name in ('mIoU', 'mAcc', 'aAcc', 'mIoU_ss'):
         values = [run[name] for _, run in runs.values() if name in run]
         if len(values) == len(runs):
             out[name] = round(sum(values) / len(values), 4)
@@ -245,6 +246,9 @@ def _from_metrics(path, doc):
         if doc.get(name) is not None:
             out[name] = _number(path, doc, name)
     out['mIoU_mode'] = mode
+    single = (doc.get('protocols') or {}).get('single_scale')
+    if isinstance(single, dict) and single.get('mIoU') is not None:
+        out['mIoU_ss'] = _number(path, doc, 'protocols', 'single_scale', 'mIoU')
     out['demo'] = doc['demo']
     if doc.get('iters') is not None:
         if not _is_count(doc['iters']):
@@ -284,6 +288,11 @@ def _from_throughput(path, doc):
         out['throughput_input'] = f'{shape[1]}x{shape[2]}'
     if isinstance(doc.get('dtype'), str):
         out['throughput_dtype'] = doc['dtype']
+    if isinstance(doc.get('protocol'), str):
+        out['throughput_protocol'] = doc['protocol']
+    for name, protocol in (('img_per_s_fixed', 'fixed_size'), ('img_per_s_deploy', 'mmseg_benchmark_deploy')):
+        if protocol in (doc.get('protocols') or {}):
+            out[name] = _number(path, doc, 'protocols', protocol, 'img_per_s')
     return out
 
 

@@ -84,12 +84,13 @@ def _allowed(spec, paper_value):
 
 _DATASET_MODEL = ('params_M_dataset', 'gflops_dataset', 'flops_input_dataset', 'num_classes_dataset')
 CONTEXT = {
-    'mIoU': ('mIoU_mode', 'demo', 'iters', 'mIoU_std', 'mIoU_n', 'mIoU_seeds'),
+    'mIoU': ('mIoU_mode', 'mIoU_ss', 'demo', 'iters', 'mIoU_std', 'mIoU_n', 'mIoU_seeds'),
     'gflops': ('gflops_convention', 'flops_dataset', 'flops_classes', 'flops_input',
                'gflops_mmcv', 'gflops_conv_linear_macs', *_DATASET_MODEL),
     'params_M': ('flops_dataset', 'flops_classes', 'flops_input', *_DATASET_MODEL),
     'img_per_s': ('throughput_device', 'throughput_device_name', 'throughput_batch_size',
-                  'throughput_input', 'throughput_dtype'),
+                  'throughput_input', 'throughput_dtype', 'throughput_protocol', 'img_per_s_fixed',
+                  'img_per_s_deploy'),
 }
 
 
@@ -196,7 +197,7 @@ def _hypotheses(cell, hypotheses, metrics, paper, results):
 
 
 def _mode_text(mode):
-    return {'ss': 'single-scale', 'ms_flip': 'multi-scale + flip'}.get(mode, repr(mode))
+    return {'ss': 'single-scale', 'ms': 'multi-scale', 'ms_flip': 'multi-scale + flip'}.get(mode, repr(mode))
 
 
 def _hw_text(hw):

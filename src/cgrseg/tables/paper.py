@@ -6,7 +6,7 @@ from cgrseg.errors import CGRSegError
 from cgrseg.io import load_yaml
 
 COLUMNS = ('mIoU', 'params_M', 'gflops', 'img_per_s')
-MIOU_MODES = ('ss', 'ms_flip')
+MIOU_MODES = ('ss', 'ms', 'ms_flip')
 VARIANTS = ('t', 'b', 'l')
 
 

@@ -11,6 +11,8 @@ from cgrseg.tables import judge
 
 FORMATS = ('md', 'csv', 'tex')
 DIGITS = {'mIoU': 2, 'params_M': 3, 'gflops': 3, 'img_per_s': 1}
+# Shown beside a judged column, never judged: (column, metrics name, title).
+BESIDE = (('mIoU', 'mIoU_ss', 'mIoU single scale ours'), ('img_per_s', 'img_per_s_deploy', 'img/s deploy ours'))
 SHORT = {'mIoU': 'mIoU', 'params_M': 'Params (M)', 'gflops': 'GFLOPs', 'img_per_s': 'img/s'}
 MARK = {judge.DEMO: 'demo', judge.OTHER_DEVICE: 'other device',
         judge.NOT_COMPARABLE: 'other protocol', judge.NO_PAPER_VALUE: 'no paper value'}
@@ -63,22 +65,43 @@ def display_frame(cells, table, dataset=None):
     GFLOPs of the dataset's own model follow as information where it differs from the judged."""
     info = dataset is not None and dataset_model_differs(cells, dataset)
     rows = {}
+    beside = _beside_columns(cells, table)
     for cell in cells:
         row = rows.setdefault(cell['variant'], {'Model': judge.display_model(cell['variant'])})
         title = column_title(cell['column'], table)
         row[f'{title} paper'] = paper_text(cell['paper'])
         row[f'{title} ours'] = ours_text(cell)
+        for name, beside_title in beside.get(cell['column'], ()):
+            row[beside_title] = beside_text(cell, name)
         if info and cell['column'] in INFO:
             row[f'{title} ours, this dataset'] = fmt(cell.get(INFO[cell['column']]),
                                                       cell['column'])
     return pd.DataFrame(list(rows.values()))
 
 
-CSV_EXTRAS = ('mIoU_std', 'mIoU_n', 'mIoU_seeds', 'mIoU_mode', 'gflops_convention', 'flops_dataset',
-              'flops_classes', 'flops_input', 'gflops_mmcv', 'gflops_conv_linear_macs',
-              'params_M_dataset',
-              'gflops_dataset', 'flops_input_dataset', 'num_classes_dataset',
-              'throughput_device_name')
+CSV_EXTRAS = ('mIoU_std', 'mIoU_n', 'mIoU_seeds', 'mIoU_mode', 'mIoU_ss', 'gflops_convention',
+              'flops_dataset', 'flops_classes', 'flops_input', 'gflops_mmcv', 'gflops_conv_linear_macs',
+              'params_M_dataset', 'gflops_dataset', 'flops_input_dataset', 'num_classes_dataset',
+              'throughput_device_name', 'throughput_protocol', 'img_per_s_fixed', 'img_per_s_deploy')
+
+
+def _beside_columns(cells, table):
+    """{judged column: [(name, title)]} of the BESIDE values some run of this table measured;
+    single scale is left out where the official protocol is single scale already."""
+    out = {}
+    for column, name, title in BESIDE:
+        if name == 'mIoU_ss' and table['mIoU_mode'] == 'ss':
+            continue
+        if any(c.get(name) is not None for c in cells):
+            out.setdefault(column, []).append((name, title))
+    return out
+
+
+def beside_text(cell, name):
+    if cell.get(name) is None:
+        return '–' if cell['status'] != judge.PENDING else 'pending'
+    text = fmt(cell[name], cell['column'])
+    return f'{text} ({MARK[cell["status"]]})' if cell['status'] in (judge.DEMO, judge.OTHER_DEVICE) else text
 
 
 def csv_frame(cells):
@@ -123,10 +146,20 @@ def notes(cells, table, dataset=None):
     devices = sorted({c['throughput_device_name'] for c in cells
                       if c.get('throughput_device_name')})
     if devices:
-        lines.append(f'Throughput (ours) measured on {", ".join(devices)}.')
-    if table['mIoU_mode'] == 'ms_flip':
-        lines.append('mIoU (MS): multi-scale + flip evaluation, as the paper reports it.')
+        lines.append(f'Throughput (ours) measured on {", ".join(devices)}, by the paper protocol (mmseg '
+                     "tools/benchmark.py: batch 1, real test images, fp32); \"img/s deploy\": the same "
+                     'protocol on the deploy-mode model (BatchNorms folded), shown only, never judged.')
+    lines.append(MIOU_NOTES[table['mIoU_mode']])
     return lines
+
+
+MIOU_NOTES = {
+    'ss': 'mIoU (ours): single scale, no flip, the official protocol of this data set.',
+    'ms': "mIoU (ours): 6 scales (0.5-1.75), no flip, the official protocol of this data set (the authors' "
+          'test pipeline); "mIoU single scale": the same run at one scale, shown only.',
+    'ms_flip': "mIoU (MS): 6 scales (0.5-1.75) + flip, the official protocol of this data set (the authors' "
+               'test pipeline); "mIoU single scale": the same run at one scale, shown only.',
+}
 
 
 def markdown(cells, table, dataset=None):
