@@ -28,13 +28,13 @@ def results(tmp_path):
     ADE20K throughput with its protocols."""
     root = tmp_path / 'results'
     shutil.copytree(FIXTURE / 'results', root)
-    run = root / 'runs' / 'coco_stuff10k' / 'cgrseg-t' / 'metrics.json'
+    run = root / 'runs' / 'coco_stuff10k' / 'cgrseg-t' / 'seed0' / 'metrics.json'
     doc = json.loads(run.read_text())
     official, single = protocol('official', 'ms', MS, False, 42.3), protocol('single_scale', 'ss', [1.0], False, 40.9)
     doc.update(mode='ms', protocol={k: v for k, v in official.items() if k != 'mIoU'}, mIoU=42.3,
                protocols={'official': official, 'single_scale': single}, demo=False, iters=80000)
     run.write_text(json.dumps(doc))
-    older = root / 'runs' / 'coco_stuff10k' / 'cgrseg-l' / 'metrics.json'  # a real run, single scale only
+    older = root / 'runs' / 'coco_stuff10k' / 'cgrseg-l' / 'seed0' / 'metrics.json'  # a real run, single scale only
     older.write_text(json.dumps({**json.loads(older.read_text()), 'mode': 'ss', 'demo': False, 'iters': 80000}))
     tp = root / 'measure' / 'ade20k' / 'cgrseg-t.throughput.json'
     doc = json.loads(tp.read_text())
