@@ -261,6 +261,14 @@ def test_the_data_stream_resumes_mid_epoch_whatever_the_workers():
         assert all(torch.equal(a, b) for a, b in zip(rest, uninterrupted[completed:]))
 
 
+def test_an_unshuffled_loader_keeps_its_order_and_resumes():
+    sequential = torch.utils.data.DataLoader(Augmented(), batch_size=3, shuffle=False, drop_last=True)
+    loader = resume.resumable_loader(sequential, seed=7)
+    assert [int(i) for b in stream(loader, epochs=1) for i in b[:, 0]] == list(range(9))
+    loader.sampler.seek(*resume.position(loader, 2))
+    assert [int(i) for i in next(iter(loader))[:, 0]] == [6, 7, 8]
+
+
 def test_loading_a_sample_leaves_the_training_random_states_alone():
     loader = resume.resumable_loader(mmseg_like_loader(0), seed=1)
     torch.manual_seed(5)

@@ -171,6 +171,8 @@ def resumable_loader(loader, seed):
         sampler = ResumableSampler(len(loader.dataset), seed, old.shuffle, old.rank, old.num_replicas)
     elif isinstance(old, torch.utils.data.RandomSampler):
         sampler = ResumableSampler(len(loader.dataset), seed)
+    elif isinstance(old, torch.utils.data.SequentialSampler):  # data.train_dataloader shuffle=False
+        sampler = ResumableSampler(len(loader.dataset), seed, shuffle=False)
     else:
         raise CGRSegError(f'exact resume does not know the training sampler {type(old).__name__}')
     if sampler.num_samples < loader.batch_size:
