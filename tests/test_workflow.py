@@ -62,8 +62,9 @@ def test_only_pascal_context_is_evaluated_multi_scale_flip():
 
 def test_download_source_follows_params():
     assert wf.download_args(params(sources='synthetic'), 'ade20k') == \
-        '--sources data/synthetic/ade20k/sources.yaml'
-    assert wf.download_inputs(params(sources='synthetic'), 'ade20k') == ['data/synthetic/ade20k/sources.yaml']
+        '--sources results/demo/data/synthetic/ade20k/sources.yaml'
+    assert wf.download_inputs(params(sources='synthetic'), 'ade20k') == \
+        ['results/demo/data/synthetic/ade20k/sources.yaml']
     assert wf.download_args(params(sources='real', archive_dir=None), 'ade20k') == ''
     assert wf.download_inputs(params(sources='real'), 'ade20k') == []
     assert wf.download_args(params(sources='real', archive_dir='/mnt/my archives'), 'ade20k') == \
@@ -182,10 +183,10 @@ def test_every_job_is_one_logged_cgrseg_call(demo_dag, paper_dag):
         commands = shell_commands(dag)
         assert commands
         for command in commands:
-            assert re.fullmatch(r'cgrseg [a-z]+ .* > results/logs/\S+\.log 2>&1', command), command
+            assert re.fullmatch(r'cgrseg [a-z]+ .* > results/(demo|paper)/logs/\S+\.log 2>&1', command), command
         blocks = [b for b in job_blocks(dag) if 'Shell command: None' not in b]
         assert len(blocks) == len(commands)
-        assert all('benchmark: results/benchmarks/' in b for b in blocks)
+        assert all(re.search(r'benchmark: results/(demo|paper)/benchmarks/', b) for b in blocks)
 
 
 def test_gpu_rules_ask_slurm_for_a_gpu_partition(paper_dag):

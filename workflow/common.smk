@@ -4,24 +4,28 @@ import cgrseg.workflow as wf
 wf.check(config)
 wf.put_interpreter_on_path()
 
-DATA = config["data_root"]
+# Every file a run writes lies under RESULTS (results/<profile>): a fresh clone has no results/demo,
+# so its first `snakemake` runs the whole DAG. Real data sets stay in params.yaml data_root.
+RESULTS = wf.results_root(config)
+DATA = wf.data_root(config)
 RAW = wf.raw_root(config)
 PREPARED = f"{DATA}/prepared"
+WORK = wf.work_root(config)
 DATASETS = list(config["datasets"])
 VARIANTS = [str(v) for v in config["variants"]]
 GPU_PARTITION = config.get("slurm_gpu_partition", "gpu")
 # one trained model: {dataset}/cgrseg-{variant}
 MODEL = "{dataset}/cgrseg-{variant}"
-LOGS = "results/logs"
-BENCH = "results/benchmarks"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
 
 FINAL_TARGETS = [
-    "results/metrics.json",
-    *expand("results/tables/{dataset}.{fmt}", dataset=DATASETS, fmt=config["tables"]["formats"]),
-    "results/diff.md",
-    "results/diff.json",
-    "results/figures/miou_vs_gflops.png",
-    "results/figures/miou_vs_gflops.pdf",
+    f"{RESULTS}/metrics.json",
+    *expand(f"{RESULTS}/tables/{{dataset}}.{{fmt}}", dataset=DATASETS, fmt=config["tables"]["formats"]),
+    f"{RESULTS}/diff.md",
+    f"{RESULTS}/diff.json",
+    f"{RESULTS}/figures/miou_vs_gflops.png",
+    f"{RESULTS}/figures/miou_vs_gflops.pdf",
 ]
 
 

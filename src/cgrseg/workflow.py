@@ -13,6 +13,8 @@ from pathlib import Path
 # ImageNet weights `cgrseg pretrained ARCH` writes to checkpoints/efficientformerv2_{arch}.pth.
 BACKBONES = {'t': 's1', 'b': 's2', 'l': 'l'}
 PRETRAINED = 'checkpoints/efficientformerv2_{arch}.pth'
+# results/reference/<profile>: committed snapshots of finished runs, which no run writes
+REFERENCE = 'reference'
 
 
 class ConfigError(ValueError):
@@ -31,6 +33,9 @@ def profile(config):
 def check(config):
     """Fail early, with the offending key named, on values the rules cannot use."""
     profile(config)
+    if config['profile'] == REFERENCE:
+        raise ConfigError(f'params.yaml: profile {REFERENCE!r} would write into the committed '
+                          f'snapshot results/{REFERENCE}/; rename it')
     if config.get('sources') not in ('synthetic', 'real'):
         raise ConfigError(f"params.yaml: sources must be 'synthetic' or 'real', not {config.get('sources')!r}")
     unknown = set(config.get('datasets', [])) - set(config.get('configs') or {})
@@ -58,6 +63,26 @@ def _flags(pairs):
     return ' '.join(f'{name} {shlex.quote(str(value))}' for name, value in pairs if value is not None)
 
 
+def results_root(config):
+    """Where every file of a run goes: ``results/{profile}``. The demo's folder is gitignored, so a
+    fresh clone's first command runs the whole DAG; ``results/reference/demo`` is never written."""
+    return f"results/{config['profile']}"
+
+
+def data_root(config):
+    """Synthetic data belong to the run that made them (``{results}/data``); real data sets live
+    in params.yaml ``data_root``, shared by every profile."""
+    if config['sources'] == 'synthetic':
+        return f'{results_root(config)}/data'
+    return config['data_root']
+
+
+def work_root(config):
+    """Training work directories (checkpoints; gitignored): one tree per profile, so that a paper
+    run never resumes from a demo checkpoint."""
+    return f'{results_root(config)}/work_dirs'
+
+
 def synth_args(config):
     return _flags([('--images', config.get('synth_images')), ('--seed', config.get('seed'))])
 
@@ -66,7 +91,7 @@ def raw_root(config):
     """Where `cgrseg download` puts the archives. Synthetic ones get their own folder: their names
     are the official ones, and a real download must never find (and keep) a synthetic archive."""
     sub = 'raw' if config['sources'] == 'real' else 'raw-synthetic'
-    return f"{config['data_root']}/{sub}"
+    return f'{data_root(config)}/{sub}'
 
 
 def download_args(config, dataset):
@@ -77,7 +102,7 @@ def download_args(config, dataset):
 
 
 def synthetic_sources(config, dataset):
-    return f"{config['data_root']}/synthetic/{dataset}/sources.yaml"
+    return f'{data_root(config)}/synthetic/{dataset}/sources.yaml'
 
 
 def download_inputs(config, dataset):

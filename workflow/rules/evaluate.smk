@@ -1,4 +1,4 @@
-# Evaluation: mIoU of each trained model -> results/runs/{dataset}/cgrseg-{variant}/metrics.json.
+# Evaluation: mIoU of each trained model -> {RESULTS}/runs/{dataset}/cgrseg-{variant}/metrics.json.
 
 
 rule evaluate:
@@ -7,7 +7,7 @@ rule evaluate:
         checkpoint=rules.train.output[0],
         manifest=rules.prepare.output[0],
     output:
-        f"results/runs/{MODEL}/metrics.json",
+        f"{RESULTS}/runs/{MODEL}/metrics.json",
     params:
         args=lambda w: wf.evaluate_args(config, w.dataset),
     threads: wf.threads(config, "evaluate")

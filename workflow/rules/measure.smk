@@ -5,7 +5,7 @@ rule flops:
     input:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
     output:
-        "results/measure/{dataset}/cgrseg-{variant}.flops.json",
+        f"{RESULTS}/measure/{MODEL}.flops.json",
     params:
         shape=lambda w: wf.flops_shape(config, w.dataset),
     threads: wf.threads(config, "flops")
@@ -23,7 +23,7 @@ rule throughput:
     input:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
     output:
-        "results/measure/{dataset}/cgrseg-{variant}.throughput.json",
+        f"{RESULTS}/measure/{MODEL}.throughput.json",
     params:
         args=lambda w: wf.throughput_args(config, w.dataset),
     threads: wf.threads(config, "throughput")

@@ -20,9 +20,9 @@ rule train:
         data=rules.prepare.output,
         backbone=lambda w: wf.pretrained_inputs(config, w.variant),
     output:
-        f"work_dirs/{MODEL}/latest.pth",
+        f"{WORK}/{MODEL}/latest.pth",
     params:
-        work_dir=f"work_dirs/{MODEL}",
+        work_dir=f"{WORK}/{MODEL}",
         args=wf.train_args(config),
     threads: wf.threads(config, "train")
     resources:
