@@ -27,10 +27,10 @@ def params(**changes):
 # ---- cgrseg.workflow: the decisions behind the rule arguments -------------------------------
 
 def test_demo_trains_short_on_cpu_without_pretrained_weights():
-    args = wf.train_args(params(profile='demo')).split()
+    args = wf.train_args(params(profile='demo'), 't').split()
     demo = PARAMS['profiles']['demo']
     assert args[args.index('--gpus') + 1] == '0'
-    assert args[args.index('--iters') + 1] == str(demo['iters'])
+    assert args[args.index('--iters') + 1] == str(wf.train_iters(params(profile='demo'), 't'))
     assert args[args.index('--crop') + 1] == str(demo['crop'])
     assert args[args.index('--samples-per-gpu') + 1] == str(demo['samples_per_gpu'])
     assert '--no-pretrained' in args
@@ -38,7 +38,7 @@ def test_demo_trains_short_on_cpu_without_pretrained_weights():
 
 def test_paper_keeps_the_configs_schedule_and_pretrained_backbone():
     config = params(profile='paper', sources='real')
-    args = wf.train_args(config).split()
+    args = wf.train_args(config, 't').split()
     assert '--iters' not in args and '--crop' not in args
     # batch: the authors' 4 GPUs x 4 images as 1 GPU x 16
     assert args[args.index('--samples-per-gpu') + 1] == str(PARAMS['profiles']['paper']['samples_per_gpu']) == '16'

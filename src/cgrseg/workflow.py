@@ -44,6 +44,13 @@ def check(config):
     bad = set(map(str, config.get('variants', []))) - {'t', 'b', 'l'}
     if bad:
         raise ConfigError(f'params.yaml: unknown variants {sorted(bad)} (expected t, b, l)')
+    per_variant = profile(config).get('iters')
+    if isinstance(per_variant, dict):
+        missing = set(map(str, config.get('variants', []))) - set(map(str, per_variant))
+        if missing:
+            # a missing variant would silently train the config's full schedule
+            raise ConfigError(f"params.yaml: profiles.{config['profile']}.iters has no entry for "
+                              f'variants {sorted(missing)}')
 
 
 def is_demo(config):
@@ -117,16 +124,45 @@ def pretrained_inputs(config, variant):
     return [PRETRAINED.format(arch=BACKBONES[variant])]
 
 
-def train_args(config):
+def train_iters(config, variant):
+    """The profile's iterations for ``variant``: one number for all, or one per variant
+    (``{t: 300, b: 4, l: 4}``); None keeps the config's own schedule."""
+    iters = profile(config).get('iters')
+    return iters[str(variant)] if isinstance(iters, dict) else iters
+
+
+def train_args(config, variant):
     sched = profile(config)
     args = _flags([
         ('--gpus', sched.get('gpus')),
-        ('--iters', sched.get('iters')),
+        ('--iters', train_iters(config, variant)),
         ('--crop', sched.get('crop')),
         ('--samples-per-gpu', sched.get('samples_per_gpu')),
+        ('--train-repeat', sched.get('train_repeat')),
+        ('--checkpoint-interval', sched.get('checkpoint_interval')),
         ('--seed', config.get('seed')),
     ])
-    return args if sched.get('pretrained', True) else f'{args} --no-pretrained'
+    if not sched.get('pretrained', True):
+        args += ' --no-pretrained'
+    if not sched.get('validate', True):
+        args += ' --no-validate'
+    if sched.get('lr') is not None:   # last: --cfg-options takes every word after it
+        args += f" --cfg-options optimizer.lr={sched['lr']}"
+    return args
+
+
+# above any training's priority: the data gate every training
+DATA_PRIORITY = 10 ** 9
+
+
+def priority(config, rule, variant=None):
+    """Snakemake priority on a few cores: first the data, then the longest trainings (most
+    iterations), so that the run does not end with one long job on one busy core."""
+    if rule in ('synth', 'download', 'prepare'):
+        return DATA_PRIORITY
+    if rule == 'train':
+        return train_iters(config, variant) or 1
+    return 0
 
 
 def evaluate_args(config, dataset):

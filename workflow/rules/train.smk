@@ -15,6 +15,7 @@ rule pretrained:
 
 
 rule train:
+    priority: lambda w: wf.priority(config, "train", w.variant)
     input:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
         data=rules.prepare.output,
@@ -23,7 +24,7 @@ rule train:
         f"{WORK}/{MODEL}/latest.pth",
     params:
         work_dir=f"{WORK}/{MODEL}",
-        args=wf.train_args(config),
+        args=lambda w: wf.train_args(config, w.variant),
     threads: wf.threads(config, "train")
     resources:
         gpu=wf.gpus(config),
