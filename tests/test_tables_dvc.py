@@ -30,7 +30,8 @@ def repo(tmp_path):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__'))
         else:
             shutil.copy2(src, dst)
-    shutil.copytree(FIXTURE / 'results', repo / 'results')
+    # dvc.yaml reads results/${profile}: params.yaml's profile (demo)
+    shutil.copytree(FIXTURE / 'results', repo / 'results' / 'demo')
     # dvc.yaml runs `cgrseg`: the package under test, whichever python runs these tests.
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
@@ -62,11 +63,11 @@ def ran(output):
 def test_dvc_repro_is_a_noop_until_a_metric_changes(repo):
     repo, env = repo
     assert ran(dvc(repo, env, 'repro')) == ['collect', 'tables', 'diff', 'figure']
-    for rel in ('results/metrics.json', 'results/diff.md', 'results/diff.json',
-                'results/tables/ade20k.tex', 'results/figures/miou_vs_gflops.pdf'):
+    for rel in ('results/demo/metrics.json', 'results/demo/diff.md', 'results/demo/diff.json',
+                'results/demo/tables/ade20k.tex', 'results/demo/figures/miou_vs_gflops.pdf'):
         assert (repo / rel).is_file(), rel
     # Table outputs are cache: false, so they stay in git.
-    ignored = subprocess.run(['git', 'check-ignore', '-q', 'results/tables/ade20k.md'], cwd=repo,
+    ignored = subprocess.run(['git', 'check-ignore', '-q', 'results/demo/tables/ade20k.md'], cwd=repo,
                              timeout=TIMEOUT)
     assert ignored.returncode == 1
     subprocess.run(['git', 'add', '-A'], cwd=repo, env=env, check=True, timeout=TIMEOUT)
@@ -75,16 +76,16 @@ def test_dvc_repro_is_a_noop_until_a_metric_changes(repo):
 
     assert ran(dvc(repo, env, 'repro')) == []
     assert 'up to date' in dvc(repo, env, 'status')
-    within = json.loads((repo / 'results/diff.json').read_text())['summary']['within']
+    within = json.loads((repo / 'results/demo/diff.json').read_text())['summary']['within']
 
     # A new file next to the metrics (a training log) reruns collect, whose output is unchanged.
-    (repo / 'results/runs/ade20k/cgrseg-t/seed0/train.log').write_text('iter 1\n')
+    (repo / 'results/demo/runs/ade20k/cgrseg-t/seed0/train.log').write_text('iter 1\n')
     assert ran(dvc(repo, env, 'repro')) == ['collect']
 
-    metrics = repo / 'results/runs/ade20k/cgrseg-t/seed0/metrics.json'
+    metrics = repo / 'results/demo/runs/ade20k/cgrseg-t/seed0/metrics.json'
     metrics.write_text(metrics.read_text().replace('43.71', '44.2'))
     assert ran(dvc(repo, env, 'repro')) == ['collect', 'tables', 'diff', 'figure']
-    assert '44.20' in (repo / 'results/tables/ade20k.md').read_text()
+    assert '44.20' in (repo / 'results/demo/tables/ade20k.md').read_text()
     changes = dvc(repo, env, 'metrics', 'diff')
     assert re.search(r'ade20k\.cgrseg-t\.mIoU\s+43\.71\s+44\.2', changes), changes
     # 43.71 is within the paper's 43.6 +- 0.5 (configs/paper/results.yaml), 44.2 is not

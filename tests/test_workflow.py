@@ -29,10 +29,10 @@ def params(**changes):
 # ---- cgrseg.workflow: the decisions behind the rule arguments -------------------------------
 
 def test_demo_trains_short_on_cpu_without_pretrained_weights():
-    args = wf.train_args(params(profile='demo')).split()
+    args = wf.train_args(params(profile='demo'), 't').split()
     demo = PARAMS['profiles']['demo']
     assert args[args.index('--gpus') + 1] == '0'
-    assert args[args.index('--iters') + 1] == str(demo['iters'])
+    assert args[args.index('--iters') + 1] == str(wf.train_iters(params(profile='demo'), 't'))
     assert args[args.index('--crop') + 1] == str(demo['crop'])
     assert args[args.index('--samples-per-gpu') + 1] == str(demo['samples_per_gpu'])
     assert '--no-pretrained' in args
@@ -40,7 +40,7 @@ def test_demo_trains_short_on_cpu_without_pretrained_weights():
 
 def test_paper_keeps_the_configs_schedule_and_pretrained_backbone():
     config = params(profile='paper', sources='real')
-    args = wf.train_args(config).split()
+    args = wf.train_args(config, 't').split()
     assert '--iters' not in args and '--crop' not in args
     # batch: the authors' 4 GPUs x 4 images as 1 GPU x 16
     assert args[args.index('--samples-per-gpu') + 1] == str(PARAMS['profiles']['paper']['samples_per_gpu']) == '16'
@@ -64,8 +64,9 @@ def test_the_test_protocols_come_from_the_dataset_configs_not_from_params():
 
 def test_download_source_follows_params():
     assert wf.download_args(params(sources='synthetic'), 'ade20k') == \
-        '--sources data/synthetic/ade20k/sources.yaml'
-    assert wf.download_inputs(params(sources='synthetic'), 'ade20k') == ['data/synthetic/ade20k/sources.yaml']
+        '--sources results/demo/data/synthetic/ade20k/sources.yaml'
+    assert wf.download_inputs(params(sources='synthetic'), 'ade20k') == \
+        ['results/demo/data/synthetic/ade20k/sources.yaml']
     assert wf.download_args(params(sources='real', archive_dir=None), 'ade20k') == ''
     assert wf.download_inputs(params(sources='real'), 'ade20k') == []
     assert wf.download_args(params(sources='real', archive_dir='/mnt/my archives'), 'ade20k') == \
@@ -279,10 +280,10 @@ def test_every_job_is_one_logged_cgrseg_call(demo_dag, paper_dag):
         assert commands
         for command in commands:
             # train: `exec cgrseg ...`, so that a SLURM preemption signal reaches the trainer (docs/slurm.md)
-            assert re.fullmatch(r'(exec )?cgrseg [a-z]+ .* > results/logs/\S+\.log 2>&1', command), command
+            assert re.fullmatch(r'(exec )?cgrseg [a-z]+ .* > results/(demo|paper)/logs/\S+\.log 2>&1', command), command
         blocks = [b for b in job_blocks(dag) if 'Shell command: None' not in b]
         assert len(blocks) == len(commands)
-        assert all('benchmark: results/benchmarks/' in b for b in blocks)
+        assert all(re.search(r'benchmark: results/(demo|paper)/benchmarks/', b) for b in blocks)
 
 
 def test_gpu_rules_ask_slurm_for_a_gpu_partition(paper_dag):

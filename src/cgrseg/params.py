@@ -24,10 +24,18 @@ _RULE_RESOURCES = {'type': 'object', 'properties': {
     'threads': _POS_INT, 'mem_mb': _POS_INT, 'runtime': _POS_INT}}
 _PROFILE = {'type': 'object', 'properties': {
     'gpus': {'type': 'integer', 'minimum': 0},
-    'iters': {'type': ['integer', 'null'], 'minimum': 1},
+    # one count for every variant, or one per variant ({t: 250, b: 4, l: 4})
+    'iters': {'type': ['integer', 'null', 'object'], 'minimum': 1,
+              'propertyNames': {'enum': list(VARIANTS)}, 'additionalProperties': _POS_INT},
     'crop': {**_SIDE, 'type': ['integer', 'null']},
     'samples_per_gpu': {'type': ['integer', 'null'], 'minimum': 1},
+    'lr': {'type': ['number', 'null'], 'exclusiveMinimum': 0},
+    'validate': {'type': 'boolean'},
+    'train_repeat': _POS_INT,
+    'checkpoint_interval': _POS_INT,
     'throughput_repeats': _POS_INT,
+    'throughput_images': {'type': 'integer', 'minimum': 6},  # the first 5 are not timed
+    'throughput_iters': _POS_INT,
     'pretrained': {'type': 'boolean'},
 }}
 
@@ -58,7 +66,6 @@ SCHEMA = {
             'additionalProperties': False,
             'properties': {'dataset': {'enum': list(DATASETS)}, 'shape': _SHAPE,
                            'gflops': {'enum': list(GFLOPS_CONVENTIONS)}}},
-        'aug_test': _list_of({'enum': list(DATASETS)}, min_items=0),
         'tables': {'type': 'object', 'required': ['formats'], 'additionalProperties': False,
                    'properties': {'formats': _list_of({'enum': list(TABLE_FORMATS)}),
                                   'strict': {'type': 'boolean'}}},
@@ -144,6 +151,12 @@ def _cross_checks(config):
         for dataset in dict.fromkeys([*datasets, *([judged] if judged else [])]):
             if dataset not in config['configs']:
                 yield f'configs.{dataset}: missing (a config pattern for every dataset)'
+    for name, sched in (config.get('profiles') or {}).items():
+        iters = sched.get('iters') if isinstance(sched, dict) else None
+        if isinstance(iters, dict):  # a variant left out would silently train the full schedule
+            for variant in config.get('variants', []):
+                if str(variant) not in iters:
+                    yield f'profiles.{name}.iters.{variant}: missing (one count for every variant)'
     if 'measure_shape' in config:
         for dataset in datasets:
             if dataset not in config['measure_shape']:

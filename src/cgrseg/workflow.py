@@ -16,6 +16,8 @@ from cgrseg import params as params_schema
 # ImageNet weights `cgrseg pretrained ARCH` writes to checkpoints/efficientformerv2_{arch}.pth.
 BACKBONES = {'t': 's1', 'b': 's2', 'l': 'l'}
 PRETRAINED = 'checkpoints/efficientformerv2_{arch}.pth'
+# results/reference/<profile>: committed snapshots of finished runs, which no run writes
+REFERENCE = 'reference'
 
 
 class ConfigError(ValueError):
@@ -35,6 +37,9 @@ def check(config):
     """Fail early on values the rules cannot use: every problem of params.yaml (after --config),
     one line each naming the key (cgrseg.params)."""
     lines = params_schema.problems(config)
+    if not lines and config['profile'] == REFERENCE:
+        lines = [f'params.yaml: profile {REFERENCE!r} would write into the committed snapshot '
+                 f'results/{REFERENCE}/; rename it']
     if lines:
         raise ConfigError('\n'.join(lines))
 
@@ -68,6 +73,26 @@ def _flags(pairs):
     return ' '.join(f'{name} {shlex.quote(str(value))}' for name, value in pairs if value is not None)
 
 
+def results_root(config):
+    """Where every file of a run goes: ``results/{profile}``. The demo's folder is gitignored, so a
+    fresh clone's first command runs the whole DAG; ``results/reference/demo`` is never written."""
+    return f"results/{config['profile']}"
+
+
+def data_root(config):
+    """Synthetic data belong to the run that made them (``{results}/data``); real data sets live
+    in params.yaml ``data_root``, shared by every profile."""
+    if config['sources'] == 'synthetic':
+        return f'{results_root(config)}/data'
+    return config['data_root']
+
+
+def work_root(config):
+    """Training work directories (checkpoints; gitignored): one tree per profile, so that a paper
+    run never resumes from a demo checkpoint."""
+    return f'{results_root(config)}/work_dirs'
+
+
 def synth_args(config):
     return _flags([('--images', config.get('synth_images'))])
 
@@ -76,7 +101,7 @@ def raw_root(config):
     """Where `cgrseg download` puts the archives. Synthetic ones get their own folder: their names
     are the official ones, and a real download must never find (and keep) a synthetic archive."""
     sub = 'raw' if config['sources'] == 'real' else 'raw-synthetic'
-    return f"{config['data_root']}/{sub}"
+    return f'{data_root(config)}/{sub}'
 
 
 def download_args(config, dataset):
@@ -87,7 +112,7 @@ def download_args(config, dataset):
 
 
 def synthetic_sources(config, dataset):
-    return f"{config['data_root']}/synthetic/{dataset}/sources.yaml"
+    return f'{data_root(config)}/synthetic/{dataset}/sources.yaml'
 
 
 def download_inputs(config, dataset):
@@ -102,15 +127,44 @@ def pretrained_inputs(config, variant):
     return [PRETRAINED.format(arch=BACKBONES[variant])]
 
 
-def train_args(config):
+def train_iters(config, variant):
+    """The profile's iterations for ``variant``: one number for all, or one per variant
+    (``{t: 300, b: 4, l: 4}``); None keeps the config's own schedule."""
+    iters = profile(config).get('iters')
+    return iters[str(variant)] if isinstance(iters, dict) else iters
+
+
+def train_args(config, variant):
     sched = profile(config)
     args = _flags([
         ('--gpus', sched.get('gpus')),
-        ('--iters', sched.get('iters')),
+        ('--iters', train_iters(config, variant)),
         ('--crop', sched.get('crop')),
         ('--samples-per-gpu', sched.get('samples_per_gpu')),
+        ('--train-repeat', sched.get('train_repeat')),
+        ('--checkpoint-interval', sched.get('checkpoint_interval')),
     ])
-    return args if sched.get('pretrained', True) else f'{args} --no-pretrained'
+    if not sched.get('pretrained', True):
+        args += ' --no-pretrained'
+    if not sched.get('validate', True):
+        args += ' --no-validate'
+    if sched.get('lr') is not None:   # last: --cfg-options takes every word after it
+        args += f" --cfg-options optimizer.lr={sched['lr']}"
+    return args
+
+
+# above any training's priority: the data gate every training
+DATA_PRIORITY = 10 ** 9
+
+
+def priority(config, rule, variant=None):
+    """Snakemake priority on a few cores: first the data, then the longest trainings (most
+    iterations), so that the run does not end with one long job on one busy core."""
+    if rule in ('synth', 'download', 'prepare'):
+        return DATA_PRIORITY
+    if rule == 'train':
+        return train_iters(config, variant) or 1
+    return 0
 
 
 def evaluate_args(config, dataset):

@@ -6,6 +6,7 @@ localrules:
 
 
 rule synth:
+    priority: wf.priority(config, "synth")
     output:
         wf.synthetic_sources(config, "{dataset}"),
     params:
@@ -20,6 +21,7 @@ rule synth:
 
 
 rule download:
+    priority: wf.priority(config, "download")
     input:
         lambda w: wf.download_inputs(config, w.dataset),
     output:
@@ -38,6 +40,7 @@ rule download:
 
 
 rule prepare:
+    priority: wf.priority(config, "prepare")
     input:
         rules.download.output,
     output:

@@ -1,4 +1,4 @@
-# Evaluation: mIoU of each run -> results/runs/{dataset}/cgrseg-{variant}/seed{seed}/metrics.json.
+# Evaluation: mIoU of each run -> {RESULTS}/runs/{dataset}/cgrseg-{variant}/seed{seed}/metrics.json.
 
 
 rule evaluate:
@@ -7,7 +7,7 @@ rule evaluate:
         checkpoint=rules.train.output[0],
         manifest=rules.prepare.output[0],
     output:
-        f"results/runs/{RUN}/metrics.json",
+        f"{RESULTS}/runs/{RUN}/metrics.json",
     params:
         args=lambda w: wf.evaluate_args(config, w.dataset),
     threads: wf.threads(config, "evaluate")

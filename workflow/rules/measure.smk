@@ -6,7 +6,7 @@ rule flops:
     input:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
     output:
-        "results/measure/{dataset}/cgrseg-{variant}.flops.json",
+        f"{RESULTS}/measure/{MODEL}.flops.json",
     params:
         shape=lambda w: wf.flops_shape(config, w.dataset),
     threads: wf.threads(config, "flops")
@@ -25,7 +25,7 @@ rule throughput:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
         manifest=rules.prepare.output[0],
     output:
-        "results/measure/{dataset}/cgrseg-{variant}.throughput.json",
+        f"{RESULTS}/measure/{MODEL}.throughput.json",
     params:
         args=lambda w: wf.throughput_args(config, w.dataset),
     threads: wf.threads(config, "throughput")
@@ -46,7 +46,7 @@ rule flops_judged:
     input:
         config=lambda w: wf.judged_config(config, w.variant),
     output:
-        "results/measure/judged/cgrseg-{variant}.flops.json",
+        f"{RESULTS}/measure/judged/cgrseg-{{variant}}.flops.json",
     params:
         shape=wf.judged_shape(config),
     threads: wf.threads(config, "flops")
@@ -65,7 +65,7 @@ rule hypothesis:
     input:
         config=lambda w: wf.hypothesis_config(config, HYPOTHESES, w.hypothesis),
     output:
-        "results/measure/hypotheses/{hypothesis}.flops.json",
+        f"{RESULTS}/measure/hypotheses/{{hypothesis}}.flops.json",
     params:
         args=lambda w: wf.hypothesis_args(config, HYPOTHESES, w.hypothesis),
     threads: wf.threads(config, "flops")

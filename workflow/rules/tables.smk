@@ -1,4 +1,4 @@
-# Tables: every result file -> results/metrics.json -> the paper's tables, the diff and the figure.
+# Tables: every result file -> {RESULTS}/metrics.json -> the paper's tables, the diff and the figure.
 # The effective params (after --config) reach the commands as arguments, not by re-reading params.yaml.
 localrules:
     collect,
@@ -9,14 +9,14 @@ localrules:
 
 rule collect:
     input:
-        expand(f"results/runs/{RUN}/metrics.json", dataset=DATASETS, variant=VARIANTS, seed=SEEDS),
-        expand("results/measure/{model}.throughput.json", model=expand(MODEL, dataset=DATASETS, variant=VARIANTS)),
-        wf.dataset_flops_outputs(config),
-        expand("results/measure/judged/cgrseg-{variant}.flops.json", variant=VARIANTS),
-        expand("results/measure/hypotheses/{hypothesis}.flops.json", hypothesis=list(HYPOTHESES)),
+        expand(ff"{RESULTS}/runs/{RUN}/metrics.json", dataset=DATASETS, variant=VARIANTS, seed=SEEDS),
+        expand(f"{RESULTS}/measure/{{model}}.throughput.json", model=expand(MODEL, dataset=DATASETS, variant=VARIANTS)),
+        wf.dataset_flops_outputs(config, RESULTS),
+        expand(f"{RESULTS}/measure/judged/cgrseg-{{variant}}.flops.json", variant=VARIANTS),
+        expand(f"{RESULTS}/measure/hypotheses/{{hypothesis}}.flops.json", hypothesis=list(HYPOTHESES)),
         hypotheses=HYPOTHESES_FILE,
     output:
-        "results/metrics.json",
+        f"{RESULTS}/metrics.json",
     params:
         args=wf.collect_args(config),
     log:
@@ -24,7 +24,7 @@ rule collect:
     benchmark:
         f"{BENCH}/collect.tsv"
     shell:
-        "cgrseg collect {params.args} --hypotheses {input.hypotheses} --results results --out {output} > {log} 2>&1"
+        "cgrseg collect {params.args} --hypotheses {input.hypotheses} --results {RESULTS} --out {output} > {log} 2>&1"
 
 
 rule tables:
@@ -33,7 +33,7 @@ rule tables:
         paper=PAPER,
         hypotheses=HYPOTHESES_FILE,
     output:
-        expand("results/tables/{dataset}.{fmt}", dataset=DATASETS, fmt=config["tables"]["formats"]),
+        expand(f"{RESULTS}/tables/{{dataset}}.{{fmt}}", dataset=DATASETS, fmt=config["tables"]["formats"]),
     params:
         args=wf.tables_args(config),
     log:
@@ -41,7 +41,7 @@ rule tables:
     benchmark:
         f"{BENCH}/tables.tsv"
     shell:
-        "cgrseg tables --metrics {input.metrics} --paper {input.paper} --hypotheses {input.hypotheses} {params.args} --out results/tables > {log} 2>&1"
+        "cgrseg tables --metrics {input.metrics} --paper {input.paper} --hypotheses {input.hypotheses} {params.args} --results {RESULTS} --out {RESULTS}/tables > {log} 2>&1"
 
 
 rule diff:
@@ -50,8 +50,8 @@ rule diff:
         paper=PAPER,
         hypotheses=HYPOTHESES_FILE,
     output:
-        md="results/diff.md",
-        json="results/diff.json",
+        md=f"{RESULTS}/diff.md",
+        json=f"{RESULTS}/diff.json",
     params:
         args=wf.diff_args(config),
     log:
@@ -59,7 +59,7 @@ rule diff:
     benchmark:
         f"{BENCH}/diff.tsv"
     shell:
-        "cgrseg diff --metrics {input.metrics} --paper {input.paper} --hypotheses {input.hypotheses} {params.args} --out results/diff > {log} 2>&1"
+        "cgrseg diff --metrics {input.metrics} --paper {input.paper} --hypotheses {input.hypotheses} {params.args} --results {RESULTS} --out {RESULTS}/diff > {log} 2>&1"
 
 
 rule figure:
@@ -68,11 +68,11 @@ rule figure:
         paper=PAPER,
         hypotheses=HYPOTHESES_FILE,
     output:
-        png="results/figures/miou_vs_gflops.png",
-        pdf="results/figures/miou_vs_gflops.pdf",
+        png=f"{RESULTS}/figures/miou_vs_gflops.png",
+        pdf=f"{RESULTS}/figures/miou_vs_gflops.pdf",
     log:
         f"{LOGS}/figure.log",
     benchmark:
         f"{BENCH}/figure.tsv"
     shell:
-        "cgrseg figure --metrics {input.metrics} --paper {input.paper} --hypotheses {input.hypotheses} --out results/figures/miou_vs_gflops > {log} 2>&1"
+        "cgrseg figure --metrics {input.metrics} --paper {input.paper} --hypotheses {input.hypotheses} --results {RESULTS} --out {RESULTS}/figures/miou_vs_gflops > {log} 2>&1"

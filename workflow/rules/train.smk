@@ -16,15 +16,16 @@ rule pretrained:
 
 
 rule train:
+    priority: lambda w: wf.priority(config, "train", w.variant)
     input:
         config=lambda w: wf.model_config(config, w.variant, w.dataset),
         data=rules.prepare.output,
         backbone=lambda w: wf.pretrained_inputs(config, w.variant),
     output:
-        f"work_dirs/{RUN}/latest.pth",
+        f"{WORK}/{RUN}/latest.pth",
     params:
-        work_dir=f"work_dirs/{RUN}",
-        args=wf.train_args(config),
+        work_dir=f"{WORK}/{RUN}",
+        args=lambda w: wf.train_args(config, w.variant),
     threads: wf.threads(config, "train")
     resources:
         gpu=wf.gpus(config),

@@ -143,6 +143,20 @@ def scale_schedule(cfg, iters):
     cfg.log_config['interval'] = min(cfg.log_config['interval'], max(1, iters // 10))
 
 
+def repeat_train_set(cfg, times):
+    """Wrap the train set in mmseg's RepeatDataset: one epoch becomes ``times`` passes over it."""
+    if times < 1:
+        raise CGRSegError(f'--train-repeat {times}: must be at least 1')
+    cfg.data.train = dict(type='RepeatDataset', times=times, dataset=cfg.data.train)
+
+
+def set_checkpoint_interval(cfg, interval):
+    """Checkpoint every ``interval`` iterations; the last iteration is always saved (clamped)."""
+    if interval < 1:
+        raise CGRSegError(f'--checkpoint-interval {interval}: must be at least 1')
+    cfg.checkpoint_config['interval'] = min(interval, cfg.runner['max_iters'])
+
+
 def pretrained_path(cfg):
     init = cfg.model.backbone.get('init_cfg')
     if init and init.get('type') == 'Pretrained':

@@ -18,7 +18,7 @@ from cgrseg.runner import ddp
 
 # options re-passed verbatim when the command re-launches itself (torchrun, hidden GPUs)
 _VALUE_OPTS = ('work_dir', 'data_root', 'iters', 'crop', 'samples_per_gpu', 'workers', 'gpus', 'seed',
-               'cpu_processes')
+               'cpu_processes', 'train_repeat', 'checkpoint_interval')
 _FLAG_OPTS = ('no_pretrained', 'no_validate')
 RESOLVED_CONFIG = 'config.py'
 
@@ -36,6 +36,11 @@ def add_parser(subparsers):
     p.add_argument('--crop', type=int,
                    help='train crop size; train and test image scales scale with it')
     p.add_argument('--samples-per-gpu', type=int, help='batch size per GPU (process)')
+    p.add_argument('--train-repeat', type=int, metavar='TIMES',
+                   help="one epoch = TIMES passes over the train set (mmseg's RepeatDataset): mmcv "
+                        'pauses 2 s at every epoch end, which dominates runs on a few images')
+    p.add_argument('--checkpoint-interval', type=int, metavar='N',
+                   help='save a checkpoint every N iterations (default: the config\'s, scaled by --iters)')
     p.add_argument('--workers', type=int,
                    help='data-loader workers per GPU (default: the config, at most the CPU count)')
     p.add_argument('--gpus', type=int,
@@ -149,6 +154,10 @@ def build_config(args, gpus, distributed):
         C.set_crop(cfg, args.crop)
     if args.iters is not None:
         C.scale_schedule(cfg, args.iters)
+    if args.train_repeat is not None:
+        C.repeat_train_set(cfg, args.train_repeat)
+    if args.checkpoint_interval is not None:
+        C.set_checkpoint_interval(cfg, args.checkpoint_interval)
     if args.samples_per_gpu is not None:
         if args.samples_per_gpu < 1:
             raise CGRSegError(f'--samples-per-gpu {args.samples_per_gpu}: must be at least 1')
