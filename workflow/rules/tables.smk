@@ -9,7 +9,7 @@ localrules:
 
 rule collect:
     input:
-        expand(ff"{RESULTS}/runs/{RUN}/metrics.json", dataset=DATASETS, variant=VARIANTS, seed=SEEDS),
+        expand(f"{RESULTS}/runs/{RUN}/metrics.json", dataset=DATASETS, variant=VARIANTS, seed=SEEDS),
         expand(f"{RESULTS}/measure/{{model}}.throughput.json", model=expand(MODEL, dataset=DATASETS, variant=VARIANTS)),
         wf.dataset_flops_outputs(config, RESULTS),
         expand(f"{RESULTS}/measure/judged/cgrseg-{{variant}}.flops.json", variant=VARIANTS),
