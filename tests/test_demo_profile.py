@@ -36,7 +36,7 @@ def test_per_variant_iterations_must_name_every_variant():
     config = params()
     config['profiles']['demo']['iters'] = {'t': 300}
     # a variant left out would silently train the config's whole schedule
-    with pytest.raises(wf.ConfigError, match=r"no entry for variants \['b', 'l'\]"):
+    with pytest.raises(wf.ConfigError, match=r"profiles.demo.iters.b: missing \(one count for every variant\)"):
         wf.check(config)
 
 

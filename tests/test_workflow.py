@@ -271,7 +271,7 @@ def test_demo_profile_runs_the_whole_dag_from_synthetic_archives(demo_dag):
     evaluations = [c for c in shell_commands(demo_dag) if c.startswith('cgrseg evaluate')]
     assert all('--demo' in c for c in evaluations)
     throughputs = [c for c in shell_commands(demo_dag) if c.startswith('cgrseg throughput')]
-    assert all('--data-root data/prepared --manifest data/prepared/' in c and '--deploy' in c for c in throughputs)
+    assert all('--data-root results/demo/data/prepared --manifest results/demo/data/prepared/' in c and '--deploy' in c for c in throughputs)
 
 
 def test_every_job_is_one_logged_cgrseg_call(demo_dag, paper_dag):
