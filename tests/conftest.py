@@ -1,5 +1,8 @@
 """Shared pytest fixtures (generic: add your own below, keep them independent of one another)."""
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,3 +167,21 @@ def prepared_datasets(synth_archives, tmp_path_factory):
             download.fetch(archive, url, raw, retry_wait=0)  # file:// URLs: no reason to wait
         prepare(dataset, raw, out, jobs=2)
     return Path(out)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 kB tmpfs (a disk that fills up at once), unmounted afterwards. Mounting needs root and
+    mount(8): elsewhere the test is skipped, saying why (CI runs the suite as root)."""
+    if os.geteuid() != 0 or shutil.which('mount') is None:
+        pytest.skip('a full disk is simulated with a small tmpfs, which needs root and mount(8)')
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(disk)],
+                             capture_output=True, text=True, timeout=60)
+    if mounted.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs here: {mounted.stderr.strip()}')
+    try:
+        yield disk
+    finally:
+        subprocess.run(['umount', '--lazy', str(disk)], check=True, timeout=60)

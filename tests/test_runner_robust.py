@@ -290,25 +290,14 @@ def test_rng_state_round_trip():
 # -- a full disk ------------------------------------------------------------------------------
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 64 kB tmpfs, filled up (root only: mounting needs it)."""
-    if os.geteuid() != 0:
-        pytest.skip('mounting a small tmpfs to fill up needs root')
-    mount = tmp_path / 'full'
-    mount.mkdir()
-    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
-    try:
-        with open(mount / 'filler', 'wb', buffering=0) as f:
-            with pytest.raises(OSError) as full:
-                while True:
-                    f.write(b'\0' * 4096)
-            assert full.value.errno == errno.ENOSPC
-        yield mount
-    finally:
-        subprocess.run(['umount', '--lazy', str(mount)], check=True)
+def full_disk(small_tmpfs):
+    """The small tmpfs, filled up to the last page."""
+    with open(small_tmpfs / 'filler', 'wb', buffering=0) as f:
+        with pytest.raises(OSError) as full:
+            while True:
+                f.write(b'\0' * 4096)
+        assert full.value.errno == errno.ENOSPC
+    return small_tmpfs
 
 
 def test_flops_on_a_full_disk_is_one_line_and_leaves_nothing(run_cli, full_disk):

@@ -657,22 +657,10 @@ def test_no_edit_of_the_paper_file_gives_a_traceback(metrics, hypotheses):
 # --- a full disk ------------------------------------------------------------------------------
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 64 kB tmpfs with one page left free; needs root (CI runs the suite as root)."""
-    import os
-    import subprocess
-    if os.geteuid() != 0:
-        pytest.skip('mounting a small tmpfs to fill needs root')
-    disk = tmp_path / 'disk'
-    disk.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(disk)],
-                      capture_output=True).returncode != 0:
-        pytest.skip('cannot mount a tmpfs here (no CAP_SYS_ADMIN)')
-    try:
-        (disk / 'filler').write_bytes(b'\0' * (60 * 1024))
-        yield disk
-    finally:
-        subprocess.run(['umount', str(disk)], check=True)
+def full_disk(small_tmpfs):
+    """The small tmpfs with one page left free."""
+    (small_tmpfs / 'filler').write_bytes(b'\0' * (60 * 1024))
+    return small_tmpfs
 
 
 @pytest.mark.parametrize('command', ['collect', 'tables', 'diff', 'figure'])

@@ -103,15 +103,8 @@ def remove_stale_temporaries(work_dir):
         path.unlink(missing_ok=True)
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path):
+def _fsync(path):
+    """Flush a file's data, or a directory's entries (a rename), to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -129,9 +122,9 @@ def save_atomically(write, path):
     tmp = _temporary(path)
     try:
         write(str(tmp))
-        _fsync_file(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        _fsync(path.parent)
     except OSError as err:
         raise CGRSegError(f'{path}: cannot write checkpoint: {err.strerror or err}') from None
     except RuntimeError as err:  # torch's own file writer reports a full disk this way
@@ -149,7 +142,7 @@ def point_latest(path):
         tmp.unlink(missing_ok=True)
         os.symlink(path.name, tmp)
         os.replace(tmp, link)
-        _fsync_dir(path.parent)
+        _fsync(path.parent)
     except OSError as err:
         raise CGRSegError(f'{link}: cannot update the link: {err.strerror or err}') from None
     finally:
