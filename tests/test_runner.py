@@ -199,7 +199,7 @@ def test_nan_hook_runs_before_the_optimizer_step(tmp_path):
     from mmcv.utils import build_from_cfg
     from cgrseg.runner.train import _add_runtime_hooks
 
-    cfg = Config(dict(custom_hooks=[]))
+    cfg = Config(dict(custom_hooks=[], runner=dict(type='IterBasedRunner', max_iters=1)))
     _add_runtime_hooks(cfg, None)
     runner = IterBasedRunner(SimpleNamespace(train_step=None), work_dir=str(tmp_path),
                              logger=logging.getLogger('test'))
