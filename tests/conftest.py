@@ -154,6 +154,21 @@ def synth_archives(tmp_path_factory):
     return Path(folder)
 
 
+# the official archive names of the three datasets (configs/data/sources.yaml)
+ARCHIVES = ('ADEChallengeData2016.zip', 'cocostuff-10k-v1.1.zip', 'VOCtrainval_03-May-2010.tar',
+            'trainval_merged.json')
+
+
+@pytest.fixture
+def raw(tmp_path, synth_archives):
+    """A private copy of the synthetic archives, as `cgrseg prepare --raw` takes them."""
+    folder = tmp_path / 'raw'
+    folder.mkdir()
+    for name in ARCHIVES:
+        shutil.copy(synth_archives / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope='session')
 def prepared_datasets(synth_archives, tmp_path_factory):
     """Root folder (the ``data/prepared`` of the configs) holding every synthetic dataset prepared

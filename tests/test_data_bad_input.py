@@ -2,7 +2,6 @@
 import hashlib
 import io
 import json
-import shutil
 import zipfile
 
 import numpy as np
@@ -13,15 +12,6 @@ from scipy.io import savemat
 
 ADE, COCO = 'ADEChallengeData2016.zip', 'cocostuff-10k-v1.1.zip'
 TAR, JSON = 'VOCtrainval_03-May-2010.tar', 'trainval_merged.json'
-
-
-@pytest.fixture
-def raw(tmp_path, synth_archives):
-    folder = tmp_path / 'raw'
-    folder.mkdir()
-    for name in (ADE, COCO, TAR, JSON):
-        shutil.copy(synth_archives / name, folder / name)
-    return folder
 
 
 def rewrite_zip(path, edit):

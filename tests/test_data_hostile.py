@@ -27,15 +27,6 @@ SRC = Path(cgrseg.__file__).resolve().parents[1]   # the children run the cgrseg
 PEAK_RSS_MB = 300
 
 
-@pytest.fixture
-def raw(tmp_path, synth_archives):
-    folder = tmp_path / 'raw'
-    folder.mkdir()
-    for name in (ADE, COCO, TAR, JSON):
-        shutil.copy(synth_archives / name, folder / name)
-    return folder
-
-
 def edit_zip(path, edit=lambda name, data: data, add=(), large=()):
     """Rewrite the zip at ``path``: ``edit(name, data)`` -> bytes or None (drop), then the
     ``add`` pairs (name, bytes), then ``large`` pairs (name, size) of zeros streamed in."""

@@ -189,7 +189,8 @@ def _reject_constant(name):
     raise ValueError(f'{name} is not a JSON number')
 
 
-def _read_json(path):
+def _read_json(path, holds='a JSON object'):
+    """The JSON object in ``path``, None when there is no such file; anything else is one line."""
     try:
         doc = json.loads(Path(path).read_text(), parse_constant=_reject_constant)
     except FileNotFoundError:
@@ -201,7 +202,7 @@ def _read_json(path):
     except ValueError as err:
         raise CGRSegError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(doc, dict):
-        raise CGRSegError(f'{path}: must hold a JSON object')
+        raise CGRSegError(f'{path}: must hold {holds}')
     return doc
 
 
@@ -299,18 +300,9 @@ def _from_throughput(path, doc):
 def load_metrics(path):
     """Read a document written by collect, for tables/diff/figure; every value checked."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-    except FileNotFoundError:
-        raise CGRSegError(f'{path}: metrics not found (run cgrseg collect first)') from None
-    except UnicodeDecodeError:
-        raise CGRSegError(f'{path}: not valid JSON (not UTF-8 text)') from None
-    except OSError as err:
-        raise CGRSegError(f'{path}: cannot read: {err.strerror}') from None
-    except ValueError as err:
-        raise CGRSegError(f'{path}: not valid JSON ({err})') from None
-    if not isinstance(doc, dict):
-        raise CGRSegError(f'{path}: must hold a JSON object of "dataset.model.name" keys')
+    doc = _read_json(path, 'a JSON object of "dataset.model.name" keys')
+    if doc is None:
+        raise CGRSegError(f'{path}: metrics not found (run cgrseg collect first)')
     problem = _metrics_problem(doc)
     if problem:
         raise CGRSegError(f'{path}: {problem}')
