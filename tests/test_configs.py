@@ -137,6 +137,6 @@ def test_model_builds_and_predicts(configs, variant):
 def test_workflow_fetches_the_backbone_weights_each_config_loads(variant, suffix):
     """The `pretrained` rule's output (cgrseg.workflow) is the file the config's init_cfg reads."""
     from cgrseg import workflow as wf
-    from cgrseg.runner.config import pretrained_path
+    from cgrseg.runner.config_rewrites import pretrained_path
     cfg = Config.fromfile(str(config_path(variant, suffix)))
     assert pretrained_path(cfg) == wf.PRETRAINED.format(arch=wf.BACKBONES[variant])

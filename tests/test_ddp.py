@@ -17,7 +17,7 @@ torch = pytest.importorskip('torch')
 from cgrseg import cli  # noqa: E402
 from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.models.grouped_bn import GroupedBatchNorm2d, group_plain_batchnorm  # noqa: E402
-from cgrseg.runner import config as C  # noqa: E402
+from cgrseg.runner import config_rewrites as C  # noqa: E402
 from cgrseg.runner import ddp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip('mmseg')
 
-from cgrseg.config import load_config  # noqa: E402
+from cgrseg.mmseg_config import load_config  # noqa: E402
 from cgrseg.runner import evaluate as E  # noqa: E402
 from cgrseg.runner import protocols as P  # noqa: E402
 

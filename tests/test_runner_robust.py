@@ -17,7 +17,7 @@ torch = pytest.importorskip('torch')
 
 from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.runner import checkpoints, resume  # noqa: E402
-from cgrseg.runner import config as C  # noqa: E402
+from cgrseg.runner import config_rewrites as C  # noqa: E402
 from cgrseg.runner.lock import WorkDirLock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ def test_the_dag_passes_each_hypothesis_to_cgrseg_flops_unchanged(hypotheses):
 
 def test_next_repeat_5_gives_the_papers_cgrseg_b_params(hypotheses):
     from cgrseg.measure.flops import count_params, measure
-    from cgrseg.config import load_config
+    from cgrseg.mmseg_config import load_config
     from cgrseg.models.build import build_model
 
     config = REPO / wf.hypothesis_config(PARAMS, hypotheses, 'b_next_repeat_5')

@@ -82,7 +82,7 @@ def mmcv_flops(model, shape):
 
 def measure(config, height, width, options=None):
     from cgrseg.models.build import build_model
-    from cgrseg.config import MODEL, load_config
+    from cgrseg.mmseg_config import MODEL, load_config
     cfg = load_config(config, options, needs=MODEL)
     model = build_model(cfg).eval()
     shape = (3, height, width)

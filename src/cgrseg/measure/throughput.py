@@ -116,8 +116,8 @@ def mmseg_benchmark(model, device, loader, images, skip):
 
 
 def _test_config(config, data_root, crop):
-    from cgrseg.config import MODEL, load_config
-    from cgrseg.runner import config as C
+    from cgrseg.mmseg_config import MODEL, load_config
+    from cgrseg.runner import config_rewrites as C
     cfg = load_config(config, needs=MODEL)
     if data_root:
         C.set_data_prefix(cfg, data_root)

@@ -1,7 +1,7 @@
 """Build a segmentor from an mmseg config for inference and measurement."""
 from pathlib import Path
 
-from cgrseg.config import MODEL, first_line, load_config
+from cgrseg.mmseg_config import MODEL, first_line, load_config
 from cgrseg.errors import CGRSegError
 
 

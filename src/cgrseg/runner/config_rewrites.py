@@ -1,10 +1,10 @@
-"""Loading a CGRSeg config and the rewrites ``cgrseg train`` and ``cgrseg evaluate`` apply to it.
+"""The rewrites ``cgrseg train``, ``evaluate`` and ``throughput`` apply to a loaded mmseg config.
 
 All functions take an mmcv ``Config`` and change it in place; bad input raises ``CGRSegError``.
 """
 from pathlib import Path, PurePosixPath
 
-from cgrseg.config import load_config  # noqa: F401  (train and evaluate call it as C.load_config)
+from cgrseg.mmseg_config import load_config  # noqa: F401  (train and evaluate call it as C.load_config)
 from cgrseg.errors import CGRSegError
 
 # The prefix our configs' data roots start with (the layout `cgrseg prepare` writes).

@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from cgrseg.config import EVALUATE
+from cgrseg.mmseg_config import EVALUATE
 from cgrseg.errors import CGRSegError
 from cgrseg.io import write_json
 from cgrseg.runner import protocols as P
@@ -109,7 +109,7 @@ def _check_inputs(args):
 
 def _test_config(args, meta):
     """The config with the official test pipeline, moved to the data root and the training crop."""
-    from cgrseg.runner import config as C
+    from cgrseg.runner import config_rewrites as C
     cfg = C.load_config(args.config)
     if args.data_root:
         C.set_data_prefix(cfg, args.data_root)
@@ -155,7 +155,7 @@ METRICS = ('mIoU', 'mAcc', 'aAcc', 'per_class_iou')
 
 
 def run(args):
-    from cgrseg.runner import config as C
+    from cgrseg.runner import config_rewrites as C
     from cgrseg.runner.provenance import provenance
     _check_inputs(args)
     manifest = read_manifest(args.manifest)

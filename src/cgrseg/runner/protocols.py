@@ -16,7 +16,7 @@ NAMES = (OFFICIAL, SINGLE_SCALE)
 
 def _test_augs(cfg):
     """The MultiScaleFlipAug steps of the test split's pipeline(s)."""
-    from cgrseg.runner.config import dataset_cfgs
+    from cgrseg.runner.config_rewrites import dataset_cfgs
     steps = [step for _, ds in dataset_cfgs(cfg, ('test',)) for step in ds['pipeline']
              if step['type'] == 'MultiScaleFlipAug']
     if not steps:

@@ -145,8 +145,8 @@ def _run(args):
 
 def build_config(args, gpus, distributed):
     """The config as trained: the file, --cfg-options, then the command-line rewrites."""
-    from cgrseg.config import TRAIN
-    from cgrseg.runner import config as C
+    from cgrseg.mmseg_config import TRAIN
+    from cgrseg.runner import config_rewrites as C
     cfg = C.load_config(args.config, parse_options(args.cfg_options), needs=TRAIN)
     if args.data_root:
         C.set_data_prefix(cfg, args.data_root)
@@ -195,7 +195,7 @@ def _add_runtime_hooks(cfg, resume_from):
 
 def train(args, gpus, distributed):
     from cgrseg.runner import checkpoints, hooks, iter_runner, workdir  # noqa: F401  (registers the runner)
-    from cgrseg.runner import config as C
+    from cgrseg.runner import config_rewrites as C
     cfg = build_config(args, gpus, distributed)
 
     import mmcv

@@ -7,7 +7,7 @@ definition (minus the pretrained-weights path and the test settings, which ``--n
 """
 from pathlib import Path
 
-from cgrseg.config import first_line
+from cgrseg.mmseg_config import first_line
 from cgrseg.errors import CGRSegError
 
 RESOLVED_CONFIG = 'config.py'
