@@ -135,8 +135,8 @@ def test_model_builds_and_predicts(configs, variant):
 
 @pytest.mark.parametrize('variant,suffix', CONFIGS)
 def test_workflow_fetches_the_backbone_weights_each_config_loads(variant, suffix):
-    """The `pretrained` rule's output (cgrseg.workflow) is the file the config's init_cfg reads."""
-    from cgrseg import workflow as wf
+    """The `pretrained` rule's output (cgrseg.layout.BACKBONE_WEIGHTS) is the file the config's init_cfg reads."""
+    from cgrseg import layout
     from cgrseg.runner.config_rewrites import pretrained_path
     cfg = Config.fromfile(str(config_path(variant, suffix)))
-    assert pretrained_path(cfg) == wf.PRETRAINED.format(arch=wf.BACKBONES[variant])
+    assert pretrained_path(cfg) == layout.BACKBONE_WEIGHTS.format(arch=layout.VARIANT_BACKBONES[variant])

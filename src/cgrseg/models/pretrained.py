@@ -15,10 +15,10 @@ import torch
 
 from cgrseg.errors import CGRSegError
 from cgrseg.io import atomic_path, sha256_file, write_json
+from cgrseg.layout import BACKBONE_WEIGHTS
 
 HUB_REPO = 'timm/efficientformerv2_{arch}.snap_dist_in1k'
 ARCH_NAMES = ('s0', 's1', 's2', 'l')
-DEFAULT_OUT = 'checkpoints/efficientformerv2_{arch}.pth'
 CLASSIFIER = ('norm.', 'head.', 'dist_head.', 'head_dist.')
 
 # timm name -> official name, applied in order to keys inside one block / downsample layer
@@ -126,7 +126,7 @@ def prepare_pretrained(arch, out=None, source=None):
         raise CGRSegError(f'unknown arch {arch!r}; one of {", ".join(ARCH_NAMES)}')
     src = Path(source) if source else download(arch)
     state = convert_state_dict(load_any(src), arch)
-    out = Path(out or DEFAULT_OUT.format(arch=arch))
+    out = Path(out or BACKBONE_WEIGHTS.format(arch=arch))
     with atomic_path(out) as tmp:
         torch.save({'state_dict': state, 'meta': {'arch': arch, 'source': str(src)}}, tmp)
     record = {'arch': arch, 'source': str(src), 'source_sha256': sha256_file(src),

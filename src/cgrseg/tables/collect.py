@@ -15,9 +15,8 @@ import numbers
 import re
 from pathlib import Path
 
+from cgrseg import layout
 from cgrseg.errors import CGRSegError
-from cgrseg.io import load_yaml
-from cgrseg.params import check as check_params
 from cgrseg.tables.hypotheses import measurement_path
 from cgrseg.tables.paper import MIOU_MODES
 
@@ -49,7 +48,7 @@ REQUIRES = {
 
 
 def model_name(variant):
-    return f'cgrseg-{variant}'
+    return layout.MODEL.format(variant=variant)
 
 
 def key(dataset, variant, name):
@@ -61,38 +60,27 @@ def hypothesis_key(name, field):
 
 
 def run_path(results, dataset, variant, seed):
-    return Path(results) / 'runs' / dataset / model_name(variant) / f'seed{seed}' / 'metrics.json'
+    return layout.result_path(results, layout.RUN_METRICS, dataset=dataset, variant=variant, seed=seed)
 
 
 def result_paths(results, dataset, variant):
-    results = Path(results)
-    model = model_name(variant)
     return {
-        'metrics': results / 'runs' / dataset / model / 'seed*' / 'metrics.json',
-        'flops': results / 'measure' / dataset / f'{model}.flops.json',
+        'metrics': layout.result_path(results, layout.RUN_METRICS, dataset=dataset, variant=variant,
+                                      seed='*'),
+        'flops': layout.result_path(results, layout.FLOPS, dataset=dataset, variant=variant),
         'judged_flops': judged_path(results, variant),
-        'throughput': results / 'measure' / dataset / f'{model}.throughput.json',
+        'throughput': layout.result_path(results, layout.THROUGHPUT, dataset=dataset, variant=variant),
     }
 
 
 def judged_path(results, variant):
-    return Path(results) / 'measure' / 'judged' / f'{model_name(variant)}.flops.json'
+    return layout.result_path(results, layout.JUDGED_FLOPS, variant=variant)
 
 
-def dataset_flops_path(results, dataset, variant, judged, shape):
-    """The count of the dataset's own model; for the judged dataset at the judged shape that is
-    the judged measurement itself (one job, not two)."""
-    if dataset == judged['dataset'] and list(shape) == list(judged['shape']):
-        return judged_path(results, variant)
-    return result_paths(results, dataset, variant)['flops']
-
-
-def load_params(source):
-    """The params.yaml keys collect reads, checked: from a file (DVC) or a mapping (Snakemake's
-    effective values, after --config)."""
-    if isinstance(source, dict):
-        return check_params(source, 'params (--params-json)', keys=PARAM_KEYS)
-    return check_params(load_yaml(source, 'params'), str(source), keys=PARAM_KEYS)
+def load_params(path):
+    """The params keys collect reads, checked (params.yaml or a run's params.effective.yaml)."""
+    from cgrseg.params import load
+    return load(path, keys=PARAM_KEYS)
 
 
 def collect(params, results, hypotheses=None):
@@ -158,7 +146,8 @@ def _complexity(results, dataset, variant, judged, shape):
             'flops_dataset': judged['dataset'], 'flops_classes': flops['num_classes'],
             'gflops_mmcv': flops['mmcv'], 'gflops_conv_linear_macs': flops['conv_linear_macs'],
         })
-    path = dataset_flops_path(results, dataset, variant, judged, shape)
+    path = layout.result_path(results, layout.dataset_flops(dataset, judged, shape), dataset=dataset,
+                              variant=variant)
     doc = _read_json(path)
     if doc is not None:
         _check_identity(path, doc, dataset, variant)

@@ -7,9 +7,7 @@ import re
 
 from cgrseg.errors import CGRSegError
 from cgrseg.io import load_yaml
-from cgrseg.params import VARIANTS
-
-HYPOTHESES = 'configs/paper/hypotheses.yaml'
+from cgrseg.layout import HYPOTHESES, HYPOTHESIS_FLOPS, VARIANTS, result_path
 EXPLAINABLE = ('params_M', 'gflops')  # what a flops measurement can explain
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
 _OPTION = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*')
@@ -50,11 +48,5 @@ def _problem(name, hyp):
     return None
 
 
-def cfg_option_args(hyp):
-    """``KEY=VALUE`` strings that ``--cfg-options`` parses back to the same values."""
-    return [f'{key}={value!r}' for key, value in hyp['cfg_options'].items()]
-
-
 def measurement_path(results, name):
-    from pathlib import Path
-    return Path(results) / 'measure' / 'hypotheses' / f'{name}.flops.json'
+    return result_path(results, HYPOTHESIS_FLOPS, hypothesis=name)
