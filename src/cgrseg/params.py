@@ -1,95 +1,58 @@
-"""params.yaml checked as a whole, after Snakemake's ``--config`` overrides (or as DVC reads it).
+"""params.yaml checked as a whole, after Snakemake's ``--config`` overrides (or as DVC reads it), and
+``cgrseg params``, which records the checked values of a run.
 
-``problems(config)`` returns one line per error, each naming the key (``profiles.demo.iters: 0 is
-less than the minimum of 1``), so that a bad value stops the DAG when it is built instead of failing
-a job hours later. Types and ranges are a JSON schema (jsonschema, already installed with
-Snakemake); what a schema cannot say (the selected profile exists, every dataset has a config and a
-measure shape) is checked below it. Keys the pipeline does not know are left alone.
+The contract is a file, ``workflow/schemas/params.schema.yaml`` (JSON Schema with defaults). ``problems``
+returns one line per bad key (``presets.demo.iters: 0 is less than the minimum of 1``), so that a bad
+value stops the DAG when it is built instead of failing a job hours later; what a schema cannot say (the
+selected preset exists, names are known data sets and variants, every dataset has a config and a
+measure shape) is checked below it. ``effective`` adds the schema's defaults: the values every rule
+reads, and what ``results/<preset>/params.effective.yaml`` holds. Keys the pipeline does not know are
+left alone.
 """
+import copy
+import functools
+import json
+from pathlib import Path
+
 from cgrseg.errors import CGRSegError
+from cgrseg.layout import DATASETS, REFERENCE, VARIANTS
 
-DATASETS = ('ade20k', 'coco_stuff10k', 'pascal_context')
-VARIANTS = ('t', 'b', 'l')
-TABLE_FORMATS = ('md', 'csv', 'tex')
-GFLOPS_CONVENTIONS = ('mmcv', 'conv_linear_macs')
-# An input side the model takes: the backbone downsamples by 32, and a side that is not a multiple
-# of 32 breaks the head's fusion of 1/8..1/32 features (measured: 48, 80, 112 fail; 32, 64, 96,
-# 480 work); `cgrseg train --crop` refuses less than 32.
-_SIDE = {'type': 'integer', 'minimum': 32, 'multipleOf': 32}
-
-_POS_INT = {'type': 'integer', 'minimum': 1}
-_SHAPE = {'type': 'array', 'minItems': 2, 'maxItems': 2, 'items': _SIDE}
-_NAME = {'type': 'string', 'minLength': 1}
-_RULE_RESOURCES = {'type': 'object', 'properties': {
-    'threads': _POS_INT, 'mem_mb': _POS_INT, 'runtime': _POS_INT}}
-_PROFILE = {'type': 'object', 'properties': {
-    'gpus': {'type': 'integer', 'minimum': 0},
-    # one count for every variant, or one per variant ({t: 250, b: 4, l: 4})
-    'iters': {'type': ['integer', 'null', 'object'], 'minimum': 1,
-              'propertyNames': {'enum': list(VARIANTS)}, 'additionalProperties': _POS_INT},
-    'crop': {**_SIDE, 'type': ['integer', 'null']},
-    'samples_per_gpu': {'type': ['integer', 'null'], 'minimum': 1},
-    'lr': {'type': ['number', 'null'], 'exclusiveMinimum': 0},
-    'validate': {'type': 'boolean'},
-    'train_repeat': _POS_INT,
-    'checkpoint_interval': _POS_INT,
-    'throughput_repeats': _POS_INT,
-    'throughput_images': {'type': 'integer', 'minimum': 6},  # the first 5 are not timed
-    'throughput_iters': _POS_INT,
-    'pretrained': {'type': 'boolean'},
-}}
-
-
-def _list_of(items, min_items=1):
-    return {'type': 'array', 'minItems': min_items, 'uniqueItems': True, 'items': items}
-
-
-SCHEMA = {
-    'type': 'object',
-    'required': ['profile', 'profiles', 'data_root', 'sources', 'variants', 'datasets', 'seeds',
-                 'configs', 'measure_shape', 'judged_complexity', 'tables'],
-    'properties': {
-        'profile': _NAME,
-        'profiles': {'type': 'object', 'additionalProperties': _PROFILE},
-        'data_root': _NAME,
-        'sources': {'enum': ['synthetic', 'real']},
-        'archive_dir': {'type': ['string', 'null'], 'minLength': 1},
-        'synth_images': _POS_INT,
-        'variants': _list_of({'enum': list(VARIANTS)}),
-        'datasets': _list_of({'enum': list(DATASETS)}),
-        'seeds': _list_of({'type': 'integer', 'minimum': 0}),
-        'configs': {'type': 'object', 'additionalProperties': {'type': 'string',
-                                                               'pattern': '{variant}'}},
-        'measure_shape': {'type': 'object', 'additionalProperties': _SHAPE},
-        'judged_complexity': {
-            'type': 'object', 'required': ['dataset', 'shape', 'gflops'],
-            'additionalProperties': False,
-            'properties': {'dataset': {'enum': list(DATASETS)}, 'shape': _SHAPE,
-                           'gflops': {'enum': list(GFLOPS_CONVENTIONS)}}},
-        'tables': {'type': 'object', 'required': ['formats'], 'additionalProperties': False,
-                   'properties': {'formats': _list_of({'enum': list(TABLE_FORMATS)}),
-                                  'strict': {'type': 'boolean'}}},
-        'slurm_gpu_partition': _NAME,
-        'resources': {'type': 'object', 'additionalProperties': {
-            'type': 'object', 'additionalProperties': _RULE_RESOURCES}},
-    },
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / 'workflow' / 'schemas' / 'params.schema.yaml'
+# old spellings -> what replaced them
+RENAMED = {
+    'profile': 'renamed to "preset" (e.g. --config preset=paper)',
+    'profiles': 'renamed to "presets"',
+    'seed': 'replaced by "seeds", a list (e.g. seeds: [0])',
 }
+RENAMED_IN_PRESET = {'lr': 'replaced by cfg_options (e.g. cfg_options: {optimizer.lr: 0.0006})'}
 
 
-def coerce(value, schema=SCHEMA):
+@functools.lru_cache(maxsize=None)
+def _schema_text():
+    return SCHEMA_FILE.read_text()
+
+
+def schema():
+    """The params schema (a fresh copy: callers may restrict it)."""
+    import yaml  # the schema is the repository's own file; its anchors and merge keys are trusted
+    return yaml.safe_load(_schema_text())
+
+
+def coerce(value, node=None):
     """Snakemake's ``--config key={a: 1}`` / ``key=[1, 2]`` gives nested values as strings
     ('1'); read a string as YAML wherever the schema expects no string, so that ``1`` is 1 and
     ``true`` is True while ``abc`` stays 'abc' (and is then reported)."""
     import yaml
 
+    node = schema() if node is None else node
     if isinstance(value, dict):
-        props = schema.get('properties', {})
-        extra = schema.get('additionalProperties')
+        props = node.get('properties', {})
+        extra = node.get('additionalProperties')
         return {k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {}))
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [coerce(v, schema.get('items', {})) for v in value]
-    types = schema.get('type', 'string' if 'enum' in schema else None)
+        return [coerce(v, node.get('items', {})) for v in value]
+    types = node.get('type', 'string' if 'enum' in node else None)
     types = [types] if isinstance(types, str) else types or []
     if isinstance(value, str) and types and 'string' not in types:
         try:
@@ -97,7 +60,7 @@ def coerce(value, schema=SCHEMA):
         except yaml.YAMLError:
             return value
         if not isinstance(parsed, str):
-            return coerce(parsed, schema) if isinstance(parsed, (dict, list)) else parsed
+            return coerce(parsed, node) if isinstance(parsed, (dict, list)) else parsed
     return value
 
 
@@ -109,16 +72,18 @@ def problems(config, where='params.yaml', keys=None):
 
     if not isinstance(config, dict):
         return [f'{where}: must be a YAML mapping']
-    schema = SCHEMA if keys is None else _restricted(keys)
-    lines = []
-    if 'seed' in config and keys is None:
-        lines.append(f'{where}: seed: replaced by "seeds", a list (e.g. seeds: [0])')
+    full = schema()
+    node = full if keys is None else _restricted(full, keys)
     by_key = {}  # one line per key, however many rules it breaks
-    for err in jsonschema.Draft7Validator(schema).iter_errors(config):
-        by_key.setdefault(_key(err.absolute_path) or '(top level)', []).append(err.message)
-    for name in sorted(by_key):
-        lines.append(f'{where}: {name}: {"; ".join(by_key[name])}')
-    if not lines:
+    for name, problem in _renamed(config, keys):
+        by_key.setdefault(name, []).append(problem)
+    for err in jsonschema.Draft7Validator(node).iter_errors(config):
+        message = err.schema.get('errorMessage', err.message) if err.validator == 'pattern' else err.message
+        by_key.setdefault(_key(err.absolute_path) or '(top level)', []).append(message)
+    for name, problem in _unknown_names(config):
+        by_key.setdefault(name, []).append(problem)
+    lines = [f'{where}: {name}: {"; ".join(by_key[name])}' for name in sorted(by_key)]
+    if not lines and keys is None:
         lines += [f'{where}: {line}' for line in _cross_checks(config)]
     return lines
 
@@ -132,32 +97,134 @@ def check(config, where='params.yaml', keys=None):
     return config
 
 
-def _restricted(keys):
-    return {**SCHEMA, 'required': [k for k in SCHEMA['required'] if k in keys],
-            'properties': {k: v for k, v in SCHEMA['properties'].items() if k in keys}}
+def effective(config, where='params.yaml', keys=None):
+    """``config`` with --config's strings read as numbers where numbers belong, checked, and the
+    schema's defaults added: the values every rule and command of a run reads.
+
+    ``keys``: check only these top-level keys (a command that reads part of params.yaml)."""
+    config = coerce(config)
+    check(config, where, keys)
+    return with_defaults(config, schema())
+
+
+def with_defaults(value, node):
+    """A copy of ``value`` with the schema's ``default`` of every absent property, at every level."""
+    value = copy.deepcopy(value)
+    if not isinstance(value, dict):
+        return value
+    props = node.get('properties', {})
+    for name, sub in props.items():
+        if name not in value and 'default' in sub:
+            value[name] = copy.deepcopy(sub['default'])
+    extra = node.get('additionalProperties')
+    for name in value:
+        sub = props.get(name, extra if isinstance(extra, dict) else None)
+        if sub is not None:
+            value[name] = with_defaults(value[name], sub)
+    return value
+
+
+def preset(config):
+    """The block of ``presets`` the run uses."""
+    return config['presets'][config['preset']]
+
+
+def _restricted(full, keys):
+    """The schema of ``keys`` (required where the full schema requires them), and of ``preset``
+    when present: it names the results root."""
+    return {**full, 'required': [k for k in full['required'] if k in keys],
+            'properties': {k: v for k, v in full['properties'].items() if k in keys or k == 'preset'}}
 
 
 def _key(path):
     return '.'.join(str(part) for part in path)
 
 
+def _renamed(config, keys):
+    for name, problem in RENAMED.items():
+        if name in config and (keys is None or name in keys):
+            yield name, problem
+    presets = config.get('presets')
+    for name, block in (presets.items() if isinstance(presets, dict) else ()):
+        for key, problem in RENAMED_IN_PRESET.items():
+            if isinstance(block, dict) and key in block:
+                yield f'presets.{name}.{key}', problem
+
+
+def _unknown_names(config):
+    """Data set and variant names the code does not know (cgrseg.layout defines them)."""
+    for field, known in (('datasets', DATASETS), ('variants', VARIANTS)):
+        values = config.get(field)
+        for i, value in enumerate(values if isinstance(values, list) else ()):
+            if value not in known:
+                yield f'{field}.{i}', f'{value!r} is not one of {list(known)}'
+    judged = config.get('judged_complexity')
+    if isinstance(judged, dict) and 'dataset' in judged and judged['dataset'] not in DATASETS:
+        yield 'judged_complexity.dataset', f'{judged["dataset"]!r} is not one of {list(DATASETS)}'
+    presets = config.get('presets')
+    for name, block in (presets.items() if isinstance(presets, dict) else ()):
+        iters = block.get('iters') if isinstance(block, dict) else None
+        for variant in (iters if isinstance(iters, dict) else ()):
+            if variant not in VARIANTS:
+                yield f'presets.{name}.iters', f'{variant!r} is not one of {list(VARIANTS)}'
+
+
 def _cross_checks(config):
-    if 'profile' in config and config['profile'] not in config.get('profiles', {}):
-        yield (f'profile: {config["profile"]!r} is not one of the profiles '
-               f'({", ".join(sorted(config.get("profiles", {})))})')
-    datasets = config.get('datasets', [])
-    judged = config.get('judged_complexity', {}).get('dataset')
-    if 'configs' in config:
-        for dataset in dict.fromkeys([*datasets, *([judged] if judged else [])]):
-            if dataset not in config['configs']:
-                yield f'configs.{dataset}: missing (a config pattern for every dataset)'
-    for name, sched in (config.get('profiles') or {}).items():
-        iters = sched.get('iters') if isinstance(sched, dict) else None
+    presets = config['presets']
+    if config['preset'] not in presets:
+        yield (f'preset: {config["preset"]!r} is not one of the presets '
+               f'({", ".join(sorted(presets))})')
+    elif config['preset'] == REFERENCE:
+        yield (f'preset: {REFERENCE!r} would write into the committed snapshot '
+               f'results/{REFERENCE}/; rename it')
+    judged = config['judged_complexity']['dataset']
+    for dataset in dict.fromkeys([*config['datasets'], judged]):
+        if dataset not in config['configs']:
+            yield f'configs.{dataset}: missing (a config pattern for every dataset)'
+    for name, block in presets.items():
+        iters = block.get('iters')
         if isinstance(iters, dict):  # a variant left out would silently train the full schedule
-            for variant in config.get('variants', []):
-                if str(variant) not in iters:
-                    yield f'profiles.{name}.iters.{variant}: missing (one count for every variant)'
-    if 'measure_shape' in config:
-        for dataset in datasets:
-            if dataset not in config['measure_shape']:
-                yield f'measure_shape.{dataset}: missing ([H, W] for every dataset)'
+            for variant in config['variants']:
+                if variant not in iters:
+                    yield f'presets.{name}.iters.{variant}: missing (one count for every variant)'
+    for dataset in config['datasets']:
+        if dataset not in config['measure_shape']:
+            yield f'measure_shape.{dataset}: missing ([H, W] for every dataset)'
+
+
+def load(path, keys=None):
+    """A params file (params.yaml or a run's params.effective.yaml), checked, with defaults."""
+    from cgrseg.io import load_yaml
+    return effective(load_yaml(path, 'params'), str(path), keys)
+
+
+# ---- cgrseg params ---------------------------------------------------------------------------
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        'params', help="check params and record them as a run's effective params",
+        description="Check params (params.yaml, or the values Snakemake's --config produced) against "
+                    'workflow/schemas/params.schema.yaml, add its defaults and write them as YAML: '
+                    'the one file the table stages read (results/<preset>/params.effective.yaml).')
+    source = p.add_mutually_exclusive_group()
+    source.add_argument('--params', default='params.yaml', help='params file (default: %(default)s)')
+    source.add_argument('--values', metavar='JSON', help='the params as one JSON object (Snakemake)')
+    p.add_argument('--out', required=True, help='the YAML file to write')
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    import yaml
+    from cgrseg.io import write_text
+
+    if args.values is None:
+        values = load(args.params)
+    else:
+        try:
+            values = json.loads(args.values)
+        except ValueError as err:
+            raise CGRSegError(f'--values: not valid JSON ({err})') from None
+        values = effective(values, '--values')
+    write_text(args.out, yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+    print(f'{args.out}: preset {values["preset"]}')
