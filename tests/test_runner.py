@@ -11,12 +11,12 @@ pytest.importorskip('mmseg')
 
 from cgrseg import cli  # noqa: E402
 from cgrseg.errors import CGRSegError  # noqa: E402
-from cgrseg.runner import checkpoints, config as C  # noqa: E402
+from cgrseg.mmseg_config import parse_options  # noqa: E402
+from cgrseg.runner import checkpoints, config_rewrites as C  # noqa: E402
 from cgrseg.runner.evaluate import is_demo, metrics_from  # noqa: E402
 from cgrseg.runner.hooks import NonFiniteLossError, NonFiniteLossHook  # noqa: E402
 from cgrseg.runner.iter_runner import ExactResumeRunner  # noqa: E402
 from cgrseg.runner.provenance import git_commit, sha256_file  # noqa: E402
-from cgrseg.runner.train import parse_options, relaunch_argv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
@@ -47,13 +47,36 @@ def test_parse_options_reads_literals_floats_and_text():
         parse_options(['lr'])
 
 
-def test_relaunch_repeats_the_command_line():
-    """torchrun (--gpus N) and the CPU re-launch must run exactly the command the user typed."""
+def relaunched(monkeypatch, argv, extra=()):
+    """The command `cgrseg train` runs when it re-launches itself for ``argv``."""
+    from cgrseg.runner import preempt, train
+    seen = []
+    monkeypatch.setattr(preempt, 'run_child', lambda cmd, **kwargs: (seen.append(cmd), (0, None))[1])
+    args = cli.build_parser('train').parse_args(argv)
+    args.argv = argv   # as cgrseg.cli.main records it
+    train._relaunch(args, ['python'], SimpleNamespace(fd=3, child_env=lambda env: env), extra=extra)
+    return seen[0]
+
+
+def test_relaunch_repeats_the_command_line(monkeypatch):
+    """torchrun (--gpus N) and the CPU re-launch run exactly the command the user typed."""
     argv = ['train', 'c.py', '--work-dir', 'w', '--data-root', 'd', '--iters', '4', '--crop', '64',
             '--samples-per-gpu', '2', '--workers', '0', '--gpus', '2', '--seed', '3',
-            '--no-pretrained', '--no-validate', '--cfg-options', 'a=1', 'b=x']
-    args = cli.build_parser('train').parse_args(argv)
-    assert vars(cli.build_parser('train').parse_args(relaunch_argv(args))) == vars(args)
+            '--pretrained', 'false', '--no-validate', '--cfg-options', 'a=1', 'b=x']
+    command = relaunched(monkeypatch, argv, extra=['--launcher', 'pytorch'])
+    assert command == ['python', '-m', 'cgrseg.cli', *argv, '--launcher', 'pytorch']
+    again = vars(cli.build_parser('train').parse_args(command[3:]))
+    assert again == {**vars(cli.build_parser('train').parse_args(argv)), 'launcher': 'pytorch'}
+
+
+def test_the_rules_none_keeps_the_configs_value_and_switches_take_true_or_false():
+    parse = cli.build_parser('train').parse_args
+    args = parse(['train', 'c.py', '--work-dir', 'w', '--iters', 'None', '--crop', 'none',
+                  '--pretrained', 'False', '--validate', 'TRUE', '--cfg-options'])
+    assert args.iters is None and args.crop is None and args.cfg_options == []
+    assert args.pretrained is False and args.validate is True
+    assert parse(['train', 'c.py', '--work-dir', 'w', '--no-pretrained']).pretrained is False
+    assert parse(['train', 'c.py', '--work-dir', 'w', '--validate']).validate is True
 
 
 def test_cfg_options_reach_the_config():
@@ -284,3 +307,12 @@ def test_evaluate_cli_errors_leave_no_output(capsys, tmp_path):
     assert code == 2 and len(errors) == 1
     assert f'{bad}: cannot read checkpoint: invalid load key' in errors[0]
     assert not out.exists()
+
+
+def test_the_resolved_config_is_python_even_with_a_quote_in_a_data_root(ade):
+    import ast
+    C.set_data_prefix(ade, "data/it's \"here\"")   # mmcv's own text quotes strings without escaping
+    tree = ast.parse(C.resolved_text(ade))
+    roots = {ast.literal_eval(node) for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and 'here' in node.value}
+    assert 'data/it\'s "here"/ade/ADEChallengeData2016' in roots

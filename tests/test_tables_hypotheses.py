@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgrseg import workflow as wf
 from cgrseg.errors import CGRSegError
-from cgrseg.runner.train import parse_options
+from cgrseg.mmseg_config import parse_options
 from cgrseg.tables.hypotheses import load_hypotheses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,13 +20,15 @@ def hypotheses():
     return load_hypotheses(HYPOTHESES)
 
 
-def test_the_dag_passes_each_hypothesis_to_cgrseg_flops_unchanged(hypotheses):
+def test_the_dag_passes_each_hypothesis_to_cgrseg_flops_unchanged(hypotheses, workflow, demo_dag):
     assert hypotheses, 'configs/paper/hypotheses.yaml names no hypothesis'
     for name, hyp in hypotheses.items():
-        argv = shlex.split(wf.hypothesis_args(PARAMS, hypotheses, name))
-        assert argv[:3] == ['--shape', *map(str, PARAMS['judged_complexity']['shape'])]
-        assert argv[3] == '--cfg-options'
-        assert parse_options(argv[4:]) == hyp['cfg_options']
+        command = next(c for c in workflow.commands(demo_dag, 'cgrseg flops') if f'/{name}.flops.json' in c)
+        argv = shlex.split(command.split(' > ')[0])
+        judged = PARAMS['judged_complexity']
+        assert argv[2] == PARAMS['configs'][judged['dataset']].format(variant=hyp['variant'])
+        assert argv[3:6] == ['--shape', *map(str, judged['shape'])]
+        assert parse_options(argv[argv.index('--cfg-options') + 1:argv.index('--out')]) == hyp['cfg_options']
 
 
 def test_next_repeat_5_gives_the_papers_cgrseg_b_params(hypotheses):
@@ -35,7 +36,7 @@ def test_next_repeat_5_gives_the_papers_cgrseg_b_params(hypotheses):
     from cgrseg.mmseg_config import load_config
     from cgrseg.models.build import build_model
 
-    config = REPO / wf.hypothesis_config(PARAMS, hypotheses, 'b_next_repeat_5')
+    config = REPO / 'configs/cgrseg/cgrseg-b_ade20k_160k.py'
     options = hypotheses['b_next_repeat_5']['cfg_options']
     released = count_params(build_model(load_config(config)))
     assert round(released / 1e6, 3) == 19.115  # the released config, as trained

@@ -19,11 +19,37 @@ COMMANDS = {
     'throughput': 'cgrseg.measure.throughput',
     'train': 'cgrseg.runner.train',
     'evaluate': 'cgrseg.runner.evaluate',
+    'params': 'cgrseg.params',
     'collect': 'cgrseg.tables.cli',
     'tables': 'cgrseg.tables.cli',
     'diff': 'cgrseg.tables.cli',
     'figure': 'cgrseg.tables.cli',
 }
+
+
+def optional(kind):
+    """An argparse type: a value of ``kind``, or ``none`` (any case) for "not set": the rules pass
+    every option, and params.yaml's null (``None`` in a rule) keeps the command's default."""
+    def parse(text):
+        return None if text.lower() == 'none' else kind(text)
+    parse.__name__ = f'{kind.__name__} or none'
+    return parse
+
+
+def yes_no(text):
+    """An argparse type for an on/off option given a value: true/false (any case), yes/no, 1/0."""
+    value = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected true or false')
+    return value
+
+
+def add_switch(parser, name, help, default):
+    """``--name [true|false]`` (alone: true) and ``--no-name``, both setting ``name``."""
+    dest = name.replace('-', '_')
+    parser.add_argument(f'--{name}', type=yes_no, nargs='?', const=True, default=default,
+                        metavar='true|false', help=help)
+    parser.add_argument(f'--no-{name}', dest=dest, action='store_false', help=f'the same as --{name} false')
 
 
 def build_parser(only=None):
@@ -46,6 +72,7 @@ def main(argv=None):
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(only=command)
     args = parser.parse_args(argv)
+    args.argv = argv  # what `cgrseg train` repeats when it re-launches itself (DDP)
     try:
         return args.func(args) or 0
     except CGRSegError as err:  # the domain's expected failures: one line, exit 2

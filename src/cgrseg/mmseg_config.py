@@ -1,11 +1,14 @@
 """Loading and checking an mmseg config: the one entry point for train, evaluate, measure and the
 model builder.
 
-``load_config`` reads the file (syntax errors, missing bases and failed imports become one line);
-``check_config`` then checks that the parts a command needs are there and well-formed (``model``
-with registered types and integer class counts, ``data`` splits, ``runner.max_iters``), so that a
-broken config fails before any work starts, naming the file and the key.
+``load_config`` reads the file (syntax errors, missing bases and failed imports become one line) and
+merges ``--cfg-options`` into it, as mmseg's tools do; ``check_config`` then checks that the parts a
+command needs are there and well-formed (``model`` with registered types and integer class counts,
+``data`` splits, ``runner.max_iters``), so that a broken config fails before any work starts, naming
+the file and the key. The named rewrites of ``cgrseg train`` (``--iters``, ``--crop``...) follow in
+``cgrseg.runner.config_rewrites.rewrite``.
 """
+import ast
 import sys
 from pathlib import Path
 
@@ -39,6 +42,31 @@ def _fromfile(path):
         return None, first_line(err)
     finally:
         sys.unraisablehook = hook
+
+
+def parse_options(items):
+    """``--cfg-options`` ``KEY=VALUE`` strings -> dict; values are Python literals, floats ('nan',
+    '1e-4') or text."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition('=')
+        if not sep or not key:
+            raise CGRSegError(f'--cfg-options {item!r}: expected KEY=VALUE')
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            try:
+                value = float(text)
+            except ValueError:
+                value = text
+        options[key] = value
+    return options
+
+
+def option_args(options):
+    """{key: value} -> the ``KEY=VALUE`` strings that ``parse_options`` reads back to the same values
+    (params.yaml presets' and configs/paper/hypotheses.yaml's ``cfg_options``)."""
+    return [f'{key}={value!r}' for key, value in options.items()]
 
 
 def load_config(path, options=None, needs=()):

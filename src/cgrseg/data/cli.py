@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+from cgrseg.cli import optional
+
 from . import DATASETS
 
 
@@ -28,8 +30,9 @@ def add_parser(subparsers):
     download.add_argument('--url', action='append', default=[], metavar='URL',
                           help='mirror: URL (single-archive datasets), NAME=URL, or a folder URL '
                                'ending in / that holds every archive under its name; repeatable')
-    download.add_argument('--from-dir', type=Path, metavar='DIR',
-                          help='take the archives from DIR (pre-downloaded), verifying them')
+    download.add_argument('--from-dir', type=optional(Path), metavar='DIR|none',
+                          help='take the archives from DIR (pre-downloaded), verifying them '
+                               '(none: download them; write ./none for a folder of that name)')
     download.add_argument('--retries', type=int, default=5, help='retries per archive (default 5)')
     download.add_argument('--retry-wait', type=float, default=2.0, metavar='SECONDS',
                           help='first wait between retries, doubled each time (default 2)')

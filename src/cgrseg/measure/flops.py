@@ -119,7 +119,7 @@ def dataset_of(cfg):
 
 
 def run(args):
-    from cgrseg.runner.train import parse_options
+    from cgrseg.mmseg_config import parse_options
     result = measure(args.config, *args.shape, parse_options(args.cfg_options))
     if args.out:
         write_json(args.out, result)
@@ -135,7 +135,7 @@ def add_parser(sub):
     p.add_argument('config')
     p.add_argument('--shape', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'))
     p.add_argument('--out', help='write the result JSON here (atomically)')
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+    p.add_argument('--cfg-options', nargs='*', default=[], metavar='KEY=VALUE',
                    help='measure the config with these entries changed (a hypothesis, '
                         'configs/paper/hypotheses.yaml), e.g. model.decode_head.next_repeat=5')
     p.set_defaults(func=run)

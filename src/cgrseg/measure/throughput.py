@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from cgrseg.cli import optional
 from cgrseg.errors import CGRSegError
 from cgrseg.io import sha256_file, write_json
 
@@ -118,11 +119,7 @@ def mmseg_benchmark(model, device, loader, images, skip):
 def _test_config(config, data_root, crop):
     from cgrseg.mmseg_config import MODEL, load_config
     from cgrseg.runner import config_rewrites as C
-    cfg = load_config(config, needs=MODEL)
-    if data_root:
-        C.set_data_prefix(cfg, data_root)
-    if crop is not None:
-        C.set_crop(cfg, crop)
+    cfg = C.rewrite(load_config(config, needs=MODEL), data_root=data_root, crop=crop)
     C.drop_pretrained(cfg)
     cfg.data.test.test_mode = True
     C.check_data(cfg, ('test',))
@@ -215,7 +212,8 @@ def add_parser(sub):
     p.add_argument('config')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
     p.add_argument('--manifest', help="the prepared data set's manifest; its sha256 is recorded")
-    p.add_argument('--crop', type=int, help='scale the test resize as `cgrseg train --crop` does (demo)')
+    p.add_argument('--crop', type=optional(int), metavar='SIZE|none',
+                   help='scale the test resize as `cgrseg train --crop` does (demo; none: unchanged)')
     p.add_argument('--checkpoint', help='weights to load (default: the initialisation)')
     p.add_argument('--device', default='auto', help='auto (cuda if available), cpu, cuda, cuda:N')
     p.add_argument('--images', type=int, default=200, help='mmseg_benchmark: images passed (default 200)')

@@ -1,6 +1,9 @@
 """The rewrites ``cgrseg train``, ``evaluate`` and ``throughput`` apply to a loaded mmseg config.
 
-All functions take an mmcv ``Config`` and change it in place; bad input raises ``CGRSegError``.
+``rewrite`` is the one route from a command's named settings into the config (after
+``--cfg-options``, which ``cgrseg.mmseg_config.load_config`` merges); each setting changes every key
+it concerns (``--iters`` the warm-up, evaluation and checkpoint intervals too). All functions change
+an mmcv ``Config`` in place; bad input raises ``CGRSegError``.
 """
 from pathlib import Path, PurePosixPath
 
@@ -10,6 +13,27 @@ from cgrseg.errors import CGRSegError
 # The prefix our configs' data roots start with (the layout `cgrseg prepare` writes).
 DEFAULT_DATA_PREFIX = 'data/prepared'
 SPLITS = ('train', 'val', 'test')
+
+
+def rewrite(cfg, data_root=None, crop=None, iters=None, train_repeat=None, checkpoint_interval=None,
+            samples_per_gpu=None):
+    """Apply the settings that are not None, in this order (the checkpoint interval is clamped to
+    the new schedule; the crop scales the config's own image sizes)."""
+    if data_root:
+        set_data_prefix(cfg, data_root)
+    if crop is not None:
+        set_crop(cfg, crop)
+    if iters is not None:
+        scale_schedule(cfg, iters)
+    if train_repeat is not None:
+        repeat_train_set(cfg, train_repeat)
+    if checkpoint_interval is not None:
+        set_checkpoint_interval(cfg, checkpoint_interval)
+    if samples_per_gpu is not None:
+        if samples_per_gpu < 1:
+            raise CGRSegError(f'--samples-per-gpu {samples_per_gpu}: must be at least 1')
+        cfg.data.samples_per_gpu = samples_per_gpu
+    return cfg
 
 
 def experiment(cfg, path):
@@ -144,9 +168,12 @@ def scale_schedule(cfg, iters):
 
 
 def repeat_train_set(cfg, times):
-    """Wrap the train set in mmseg's RepeatDataset: one epoch becomes ``times`` passes over it."""
+    """Wrap the train set in mmseg's RepeatDataset: one epoch becomes ``times`` passes over it
+    (1: the config unchanged)."""
     if times < 1:
         raise CGRSegError(f'--train-repeat {times}: must be at least 1')
+    if times == 1:
+        return
     cfg.data.train = dict(type='RepeatDataset', times=times, dataset=cfg.data.train)
 
 
@@ -178,4 +205,8 @@ TEMPLATE_VARS = ('dataset_type', 'data_root', 'img_norm_cfg', 'crop_size', 'img_
 def resolved_text(cfg):
     """The config as Python source, without the base files' template variables."""
     from mmcv import Config
-    return Config({k: cfg[k] for k in cfg if k not in TEMPLATE_VARS}).pretty_text
+    kept = Config({k: cfg[k] for k in cfg if k not in TEMPLATE_VARS})
+    try:
+        return kept.pretty_text
+    except Exception:  # mmcv quotes strings unescaped: with a ' in a path (--data-root) its text is no Python
+        return ''.join(f'{key} = {value!r}\n' for key, value in kept.to_dict().items())

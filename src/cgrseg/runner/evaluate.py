@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from cgrseg.mmseg_config import EVALUATE
+from cgrseg.cli import optional, yes_no
 from cgrseg.errors import CGRSegError
 from cgrseg.io import write_json
 from cgrseg.runner import protocols as P
@@ -24,10 +25,10 @@ def add_parser(subparsers):
     p.add_argument('checkpoint', help='e.g. work_dirs/ade20k/cgrseg-t/latest.pth')
     p.add_argument('--out', required=True, help='metrics.json to write')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
-    p.add_argument('--crop', type=int,
+    p.add_argument('--crop', type=optional(int), metavar='SIZE|none',
                    help='scale the test resize as `cgrseg train --crop` does '
-                        '(default: the crop recorded in the checkpoint, if training changed it)')
-    p.add_argument('--demo', action='store_true',
+                        '(default, none: the crop recorded in the checkpoint, if training changed it)')
+    p.add_argument('--demo', type=yes_no, nargs='?', const=True, default=False, metavar='true|false',
                    help='mark the result as demo; implied by synthetic data (--manifest), a training '
                         'crop or fewer iterations than the config')
     p.add_argument('--manifest', help="the prepared data set's manifest; its sha256 is recorded")
@@ -107,15 +108,13 @@ def _check_inputs(args):
         raise CGRSegError(f'{args.checkpoint}: cannot read checkpoint: the file is empty')
 
 
-def _test_config(args, meta):
-    """The config with the official test pipeline, moved to the data root and the training crop."""
+def _test_config(original, args, meta):
+    """A copy of the config with the official test pipeline, moved to the data root and the
+    training crop."""
+    import copy
     from cgrseg.runner import config_rewrites as C
-    cfg = C.load_config(args.config)
-    if args.data_root:
-        C.set_data_prefix(cfg, args.data_root)
     crop = args.crop if args.crop is not None else (meta.get('cgrseg') or {}).get('crop')
-    if crop is not None:
-        C.set_crop(cfg, crop)
+    cfg = C.rewrite(copy.deepcopy(original), data_root=args.data_root, crop=crop)
     C.drop_pretrained(cfg)  # the checkpoint supplies every weight
     cfg.data.test.test_mode = True
     return cfg
@@ -163,7 +162,7 @@ def run(args):
     exp = C.experiment(original, args.config)
     device = _device()
     model, meta = load_model(original, args.checkpoint)
-    cfg = _test_config(args, meta)
+    cfg = _test_config(original, args, meta)
     C.check_data(cfg, ('test',))
     protocols = evaluate_protocols(cfg, model, device, args.workers)
     official = protocols[P.OFFICIAL]

@@ -12,14 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from cgrseg.cli import add_switch, optional
 from cgrseg.errors import CGRSegError
 from cgrseg.io import write_text
+from cgrseg.mmseg_config import parse_options
 from cgrseg.runner import ddp
 
-# options re-passed verbatim when the command re-launches itself (torchrun, hidden GPUs)
-_VALUE_OPTS = ('work_dir', 'data_root', 'iters', 'crop', 'samples_per_gpu', 'workers', 'gpus', 'seed',
-               'cpu_processes', 'train_repeat', 'checkpoint_interval')
-_FLAG_OPTS = ('no_pretrained', 'no_validate')
 RESOLVED_CONFIG = 'config.py'
 
 
@@ -31,15 +29,17 @@ def add_parser(subparsers):
     p.add_argument('--work-dir', required=True,
                    help='checkpoints, logs and the resolved config; a rerun resumes from here')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
-    p.add_argument('--iters', type=int,
+    # `none` keeps the config's value (params.yaml null)
+    p.add_argument('--iters', type=optional(int), metavar='N|none',
                    help='train N iterations; warm-up, eval and checkpoint intervals scale with it')
-    p.add_argument('--crop', type=int,
+    p.add_argument('--crop', type=optional(int), metavar='SIZE|none',
                    help='train crop size; train and test image scales scale with it')
-    p.add_argument('--samples-per-gpu', type=int, help='batch size per GPU (process)')
-    p.add_argument('--train-repeat', type=int, metavar='TIMES',
+    p.add_argument('--samples-per-gpu', type=optional(int), metavar='N|none',
+                   help='batch size per GPU (process)')
+    p.add_argument('--train-repeat', type=optional(int), metavar='TIMES|none',
                    help="one epoch = TIMES passes over the train set (mmseg's RepeatDataset): mmcv "
                         'pauses 2 s at every epoch end, which dominates runs on a few images')
-    p.add_argument('--checkpoint-interval', type=int, metavar='N',
+    p.add_argument('--checkpoint-interval', type=optional(int), metavar='N|none',
                    help='save a checkpoint every N iterations (default: the config\'s, scaled by --iters)')
     p.add_argument('--workers', type=int,
                    help='data-loader workers per GPU (default: the config, at most the CPU count)')
@@ -48,32 +48,14 @@ def add_parser(subparsers):
     p.add_argument('--cpu-processes', type=int, metavar='N',
                    help='N DDP processes on the CPU (gloo), launched as --gpus N launches N GPUs')
     p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    p.add_argument('--no-pretrained', action='store_true',
-                   help='start the backbone from random weights instead of its ImageNet checkpoint')
-    p.add_argument('--no-validate', action='store_true', help='skip the periodic validation')
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+    add_switch(p, 'pretrained', default=True,
+               help='start the backbone from its ImageNet checkpoint (false: random weights)')
+    add_switch(p, 'validate', default=True, help="the config's periodic validation (false: skip it)")
+    p.add_argument('--cfg-options', nargs='*', default=[], metavar='KEY=VALUE',
                    help='override config entries, e.g. optimizer.lr=6e-5 data.workers_per_gpu=2')
     p.add_argument('--launcher', choices=('none', 'pytorch'), default='none', help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
-
-
-def parse_options(items):
-    """``KEY=VALUE`` strings -> dict; values are Python literals, floats ('nan', '1e-4') or text."""
-    options = {}
-    for item in items:
-        key, sep, text = item.partition('=')
-        if not sep or not key:
-            raise CGRSegError(f'--cfg-options {item!r}: expected KEY=VALUE')
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            try:
-                value = float(text)
-            except ValueError:
-                value = text
-        options[key] = value
-    return options
 
 
 def _cuda_available():
@@ -81,26 +63,13 @@ def _cuda_available():
     return torch.cuda.is_available()
 
 
-def relaunch_argv(args):
-    """The argv (after ``cgrseg``) that repeats this train command."""
-    argv = ['train', str(args.config)]
-    for name in _VALUE_OPTS:
-        value = getattr(args, name)
-        if value is not None:
-            argv += [f'--{name.replace("_", "-")}', str(value)]
-    argv += [f'--{name.replace("_", "-")}' for name in _FLAG_OPTS if getattr(args, name)]
-    if args.cfg_options:
-        argv += ['--cfg-options', *args.cfg_options]
-    return argv
-
-
 def _relaunch(args, prefix, held, extra=(), env=None):
-    """Run this same train command as ``prefix -m cgrseg.cli train ...`` and wait for it.
+    """Run this same train command (its own argv) as ``prefix -m cgrseg.cli ...`` and wait for it.
 
     The child shares this process's work-dir lock; preemption signals are passed on to it.
     """
     from cgrseg.runner import preempt
-    cmd = [*prefix, '-m', 'cgrseg.cli', *relaunch_argv(args), *extra]
+    cmd = [*prefix, '-m', 'cgrseg.cli', *args.argv, *extra]
     rc, signum = preempt.run_child(cmd, env=held.child_env(env), pass_fds=(held.fd,))
     if rc and (signum or rc == preempt.EX_TEMPFAIL):
         raise preempt.Preempted(f'{args.work_dir}: training stopped on a preemption signal; run the '
@@ -128,9 +97,10 @@ def _run(args):
         raise CGRSegError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
     args.gpus = gpus
     distributed = args.launcher != 'none'
+    # built once per process; a bad config or data root fails before the work dir is touched
+    cfg = build_config(args, gpus, distributed)
     if lock.held_by_parent(args.work_dir):
-        return train(args, gpus, distributed)
-    build_config(args, gpus, distributed)  # a bad config or data root fails before the work dir is touched
+        return train(args, cfg, gpus, distributed)
     with lock.WorkDirLock(args.work_dir) as held:
         procs = cpu_processes or gpus
         if procs > 1 and not distributed:
@@ -140,7 +110,7 @@ def _run(args):
         if gpus == 0 and cuda:
             # mmcv's data-parallel wrapper targets a GPU whenever one is visible: hide them.
             return _relaunch(args, [sys.executable], held, env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
-        return train(args, gpus, distributed)
+        return train(args, cfg, gpus, distributed)
 
 
 def build_config(args, gpus, distributed):
@@ -148,33 +118,22 @@ def build_config(args, gpus, distributed):
     from cgrseg.mmseg_config import TRAIN
     from cgrseg.runner import config_rewrites as C
     cfg = C.load_config(args.config, parse_options(args.cfg_options), needs=TRAIN)
-    if args.data_root:
-        C.set_data_prefix(cfg, args.data_root)
-    if args.crop is not None:
-        C.set_crop(cfg, args.crop)
-    if args.iters is not None:
-        C.scale_schedule(cfg, args.iters)
-    if args.train_repeat is not None:
-        C.repeat_train_set(cfg, args.train_repeat)
-    if args.checkpoint_interval is not None:
-        C.set_checkpoint_interval(cfg, args.checkpoint_interval)
-    if args.samples_per_gpu is not None:
-        if args.samples_per_gpu < 1:
-            raise CGRSegError(f'--samples-per-gpu {args.samples_per_gpu}: must be at least 1')
-        cfg.data.samples_per_gpu = args.samples_per_gpu
+    C.rewrite(cfg, data_root=args.data_root, crop=args.crop, iters=args.iters,
+              train_repeat=args.train_repeat, checkpoint_interval=args.checkpoint_interval,
+              samples_per_gpu=args.samples_per_gpu)
     workers = args.workers if args.workers is not None else min(cfg.data.workers_per_gpu,
                                                                 os.cpu_count() or 1)
     cfg.data.workers_per_gpu = workers
     # torch refuses persistent workers without workers
     cfg.data.persistent_workers = workers > 0
-    if args.no_pretrained:
+    if not args.pretrained:
         C.drop_pretrained(cfg)
     else:
         path = C.pretrained_path(cfg)
         if path and not Path(path).is_file():
             raise CGRSegError(f'{path}: backbone checkpoint not found; run `cgrseg pretrained` to fetch it '
-                           f'or pass --no-pretrained')
-    C.check_data(cfg, ('train',) if args.no_validate else ('train', 'val'))
+                           f'or pass --pretrained false')
+    C.check_data(cfg, ('train', 'val') if args.validate else ('train',))
     ddp.check_config(cfg)
     cfg.work_dir = str(args.work_dir)
     cfg.seed = args.seed
@@ -193,10 +152,10 @@ def _add_runtime_hooks(cfg, resume_from):
     cfg.resume_from = str(resume_from) if resume_from is not None else None
 
 
-def train(args, gpus, distributed):
+def train(args, cfg, gpus, distributed):
+    """Train ``cfg`` (``build_config``'s) in this process."""
     from cgrseg.runner import checkpoints, hooks, iter_runner, workdir  # noqa: F401  (registers the runner)
     from cgrseg.runner import config_rewrites as C
-    cfg = build_config(args, gpus, distributed)
 
     import mmcv
     from mmcv.cnn.utils import revert_sync_batchnorm
@@ -250,7 +209,7 @@ def train(args, gpus, distributed):
     try:
         with ddp.mmseg_ddp_on_cpu(distributed and not gpus):
             train_segmentor(model, datasets, cfg, distributed=distributed,
-                            validate=not args.no_validate, timestamp=timestamp, meta=meta)
+                            validate=args.validate, timestamp=timestamp, meta=meta)
     except hooks.NonFiniteLossError as err:
         raise CGRSegError(f'{args.config}: training diverged: {err}; stopped before applying that step '
                        f'(earlier checkpoints, if any, are in {work_dir})') from None
