@@ -1,7 +1,7 @@
 # CGRSeg reproduction: download -> prepare -> train -> evaluate -> measure -> tables.
-# The one configuration truth is params.yaml; `--config profile=paper` runs the published protocol.
-# Every rule is one `cgrseg` call; the choices behind its arguments live in src/cgrseg/workflow.py.
-# See docs/workflow.md (local runs) and docs/slurm.md (clusters).
+# The one configuration truth is params.yaml (contract: workflow/schemas/params.schema.yaml);
+# `--config preset=paper` runs the published protocol. Every rule is one `cgrseg` call whose shell
+# line names each flag it passes. See docs/architecture.md, docs/workflow.md and docs/slurm.md.
 configfile: "params.yaml"
 
 

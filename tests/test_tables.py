@@ -1,8 +1,10 @@
 """cgrseg collect / tables / diff / figure on the fixture results in tests/fixtures/metrics."""
 import copy
 import re
+import shutil
 import statistics
 import json
+from contextlib import chdir
 from pathlib import Path
 
 import pandas as pd
@@ -556,29 +558,34 @@ def test_the_seeds_of_one_model_must_share_a_protocol(tmp_path, capsys):
     assert 'seed1/metrics.json: "mIoU_mode" is \'ms_flip\' but' in err[0]
 
 
-def test_collect_takes_the_effective_params_as_json(tmp_path, metrics):
+def test_collect_reads_a_runs_effective_params_and_finds_its_results_root(tmp_path, metrics):
+    """The table stages get one argument, the run's params.effective.yaml: it names the preset, whose
+    results root holds the inputs and takes the outputs; an override in it reaches collect."""
     params = yaml.safe_load((FIXTURE / 'params.yaml').read_text())
-    out = tmp_path / 'metrics.json'
-    assert run('collect', '--params-json', json.dumps(params), '--results', FIXTURE / 'results',
-               '--out', out) == 0
-    assert json.loads(out.read_text()) == metrics
-    params['measure_shape']['pascal_context'] = [512, 512]  # an override must reach collect
-    assert run('collect', '--params-json', json.dumps(params), '--results', FIXTURE / 'results',
-               '--out', out) == 2
+    shutil.copytree(FIXTURE / 'results', tmp_path / 'results' / 'mine')
+    effective = tmp_path / 'results' / 'mine' / 'params.effective.yaml'
+    effective.write_text(yaml.safe_dump({**params, 'preset': 'mine'}))
+    with chdir(tmp_path):
+        assert run('collect', '--params', effective) == 0
+        assert json.loads((tmp_path / 'results/mine/metrics.json').read_text()) == metrics
+        params['measure_shape']['pascal_context'] = [512, 512]
+        effective.write_text(yaml.safe_dump({**params, 'preset': 'mine'}))
+        assert run('collect', '--params', effective) == 2
 
 
 @pytest.mark.parametrize('params, message', [
     ({'seeds': 'abc'}, "seeds: 'abc' is not of type 'array'"),
     ({'measure_shape': {'ade20k': 512}}, "measure_shape.ade20k: 512 is not of type 'array'"),
     ({'judged_complexity': None}, "judged_complexity: None is not of type 'object'"),
+    ({'preset': '../x'}, 'preset: must be a plain name (letters, digits, _ and -): it names results/<preset>/'),
 ])
 def test_collect_names_a_bad_params_key(tmp_path, capsys, params, message):
-    doc = {**yaml.safe_load((FIXTURE / 'params.yaml').read_text()), **params}
+    path = tmp_path / 'params.effective.yaml'
+    path.write_text(yaml.safe_dump({**yaml.safe_load((FIXTURE / 'params.yaml').read_text()), **params}))
     out = tmp_path / 'metrics.json'
-    assert run('collect', '--params-json', json.dumps(doc), '--results', FIXTURE / 'results',
-               '--out', out) == 2
+    assert run('collect', '--params', path, '--results', FIXTURE / 'results', '--out', out) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f'cgrseg collect: error: params (--params-json): {message}']
+    assert err == [f'cgrseg collect: error: {path}: {message}']
 
 
 # --- what tables/diff/figure accept -----------------------------------------------------------

@@ -1,5 +1,8 @@
-"""dvc.yaml on the fixture results, in a throw-away git repository: `dvc repro` builds the tables,
-is then a no-op, and after a change reruns only what depends on it."""
+"""dvc.yaml, the one definition of the table stages, in a throw-away git repository: `dvc repro`
+builds the tables, is then a no-op, and after a change reruns only what depends on it; Snakemake's
+rules, made from the same stages, write byte-identical tables, and both reproduce the committed demo
+snapshot from its result files."""
+import filecmp
 import json
 import os
 import re
@@ -12,16 +15,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'metrics'
-COPY = ['dvc.yaml', '.dvcignore', '.dvc/config', '.dvc/.gitignore', 'params.yaml',
-        'configs/paper/results.yaml', 'configs/paper/hypotheses.yaml', 'src/cgrseg/tables',
-        'src/cgrseg/params.py']
+REFERENCE = ROOT / 'results' / 'reference' / 'demo'
+COPY = ['dvc.yaml', '.dvcignore', '.dvc/config', '.dvc/.gitignore', 'params.yaml', 'Snakefile', 'workflow',
+        'profiles', 'configs/paper', 'src/cgrseg/tables', 'src/cgrseg/layout.py', 'src/cgrseg/params.py']
+TABLE_RULES = ['effective_params', 'collect', 'tables', 'diff', 'figure']
+# what the table stages write that is plain text (the figure's PDF carries its creation time)
+TEXT_OUTPUTS = ['metrics.json', 'diff.md', 'diff.json', 'tables']
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 300  # seconds per git/dvc call: a hung subprocess fails the test instead of the CI job
 
 
-@pytest.fixture
-def repo(tmp_path):
+def make_repo(tmp_path, results):
+    """A git repository with the table stages' files and ``results`` as results/demo (the preset of
+    params.yaml); `cgrseg` on PATH runs the package under test."""
     repo = tmp_path / 'repo'
     for rel in COPY:
         src, dst = ROOT / rel, repo / rel
@@ -30,9 +37,8 @@ def repo(tmp_path):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__'))
         else:
             shutil.copy2(src, dst)
-    # dvc.yaml reads results/${profile}: params.yaml's profile (demo)
-    shutil.copytree(FIXTURE / 'results', repo / 'results' / 'demo')
-    # dvc.yaml runs `cgrseg`: the package under test, whichever python runs these tests.
+    for part in results:
+        shutil.copytree(part, repo / 'results' / 'demo' / part.name)
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     shim = bin_dir / 'cgrseg'
@@ -41,12 +47,18 @@ def repo(tmp_path):
     env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
                DVC_NO_ANALYTICS='1', GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@localhost',
                GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@localhost')
-    git = ['git', '-c', 'init.defaultBranch=main']
-    subprocess.run([*git, 'init', '-q'], cwd=repo, env=env, check=True, timeout=TIMEOUT)
-    subprocess.run(['git', 'add', '-A'], cwd=repo, env=env, check=True, timeout=TIMEOUT)
-    subprocess.run(['git', 'commit', '-qm', 'fixture'], cwd=repo, env=env, check=True,
-                   timeout=TIMEOUT)
+    git(repo, env, '-c', 'init.defaultBranch=main', 'init', '-q')
+    commit(repo, env, 'fixture')
     return repo, env
+
+
+def git(repo, env, *args):
+    subprocess.run(['git', *args], cwd=repo, env=env, check=True, timeout=TIMEOUT)
+
+
+def commit(repo, env, message):
+    git(repo, env, 'add', '-A')
+    git(repo, env, 'commit', '-qm', message)
 
 
 def dvc(repo, env, *args):
@@ -56,12 +68,19 @@ def dvc(repo, env, *args):
     return proc.stdout
 
 
+def record_params(repo, env):
+    """What a Snakemake run leaves for DVC: its effective params."""
+    subprocess.run(['cgrseg', 'params', '--out', 'results/demo/params.effective.yaml'], cwd=repo, env=env,
+                   check=True, timeout=TIMEOUT)
+
+
 def ran(output):
     return re.findall(r"Running stage '(\w+)'", output)
 
 
-def test_dvc_repro_is_a_noop_until_a_metric_changes(repo):
-    repo, env = repo
+def test_dvc_repro_is_a_noop_until_a_metric_changes(tmp_path):
+    repo, env = make_repo(tmp_path, sorted((FIXTURE / 'results').iterdir()))
+    record_params(repo, env)
     assert ran(dvc(repo, env, 'repro')) == ['collect', 'tables', 'diff', 'figure']
     for rel in ('results/demo/metrics.json', 'results/demo/diff.md', 'results/demo/diff.json',
                 'results/demo/tables/ade20k.tex', 'results/demo/figures/miou_vs_gflops.pdf'):
@@ -70,9 +89,7 @@ def test_dvc_repro_is_a_noop_until_a_metric_changes(repo):
     ignored = subprocess.run(['git', 'check-ignore', '-q', 'results/demo/tables/ade20k.md'], cwd=repo,
                              timeout=TIMEOUT)
     assert ignored.returncode == 1
-    subprocess.run(['git', 'add', '-A'], cwd=repo, env=env, check=True, timeout=TIMEOUT)
-    subprocess.run(['git', 'commit', '-qm', 'tables'], cwd=repo, env=env, check=True,
-                   timeout=TIMEOUT)
+    commit(repo, env, 'tables')
 
     assert ran(dvc(repo, env, 'repro')) == []
     assert 'up to date' in dvc(repo, env, 'status')
@@ -90,3 +107,41 @@ def test_dvc_repro_is_a_noop_until_a_metric_changes(repo):
     assert re.search(r'ade20k\.cgrseg-t\.mIoU\s+43\.71\s+44\.2', changes), changes
     # 43.71 is within the paper's 43.6 +- 0.5 (configs/paper/results.yaml), 44.2 is not
     assert re.search(rf'summary\.within\s+{within}\s+{within - 1}', changes), changes
+
+    # a run's params reach DVC through its effective params file: only the stage that reads the key reruns
+    effective = repo / 'results/demo/params.effective.yaml'
+    assert 'formats: [md, csv, tex]' in effective.read_text()
+    effective.write_text(effective.read_text().replace('formats: [md, csv, tex]', 'formats: [md]'))
+    assert ran(dvc(repo, env, 'repro')) == ['tables']
+    assert sorted(p.name for p in (repo / 'results/demo/tables').iterdir()) == [
+        'ade20k.md', 'coco_stuff10k.md', 'pascal_context.md']
+
+
+def same_text_outputs(one, other):
+    for rel in TEXT_OUTPUTS:
+        if (one / rel).is_dir():
+            compared = filecmp.dircmp(one / rel, other / rel, ignore=['.snakemake_timestamp'])
+            assert not (compared.diff_files or compared.left_only or compared.right_only), rel
+            assert all(filecmp.cmp(one / rel / n, other / rel / n, shallow=False)
+                       for n in compared.common_files), rel
+        else:
+            assert filecmp.cmp(one / rel, other / rel, shallow=False), rel
+
+
+def test_snakemake_and_dvc_regenerate_the_committed_demo_tables(tmp_path, workflow):
+    """From the committed demo run's result files, Snakemake's table rules and `dvc repro` write the
+    same bytes as each other and as that run (results/reference/demo)."""
+    repo, env = make_repo(tmp_path, [REFERENCE / 'runs', REFERENCE / 'measure'])
+    done = subprocess.run([str(workflow.SNAKEMAKE), '--workflow-profile', 'none', '--cores', '1',
+                           '--allowed-rules', *TABLE_RULES], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = repo / 'results' / 'demo'
+    by_snakemake = tmp_path / 'snakemake'
+    shutil.copytree(results, by_snakemake)
+    same_text_outputs(by_snakemake, REFERENCE)
+
+    for rel in TEXT_OUTPUTS:
+        (shutil.rmtree if (results / rel).is_dir() else os.remove)(results / rel)
+    assert ran(dvc(repo, env, 'repro')) == ['collect', 'tables', 'diff', 'figure']
+    same_text_outputs(results, by_snakemake)

@@ -1,100 +1,66 @@
-"""params.yaml -> the arguments and resources of the Snakemake rules (workflow/rules/*.smk).
-
-The rules stay one-line ``cgrseg`` calls; every decision that depends on the profile
-(demo/paper), the data sources (synthetic/real) or the dataset is made here, where it is tested.
+"""What the Snakemake rules (workflow/rules/*.smk) need beyond a params key: the checked params,
+folders that depend on the preset or the data sources, the table stages read from dvc.yaml, and the
+scheduling (priorities, threads, resources). The rules read every other value straight from
+``config`` (the checked params.yaml), in the flag that uses it.
 """
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
+from cgrseg import layout
 from cgrseg import params as params_schema
+from cgrseg.errors import CGRSegError
+
+# the data sources file of the official archives
+SOURCES = 'configs/data/sources.yaml'
+DVC_FILE = 'dvc.yaml'
+CODE = 'src/'
 
 
-# EfficientFormerV2 backbone of each variant (configs/_base_/models/cgrseg-{variant}.py), whose
-# ImageNet weights `cgrseg pretrained ARCH` writes to checkpoints/efficientformerv2_{arch}.pth.
-BACKBONES = {'t': 's1', 'b': 's2', 'l': 'l'}
-PRETRAINED = 'checkpoints/efficientformerv2_{arch}.pth'
-# results/reference/<profile>: committed snapshots of finished runs, which no run writes
-REFERENCE = 'reference'
-
-
-class ConfigError(ValueError):
-    """params.yaml (or a --config override) is inconsistent."""
-
-
-def profile(config):
-    """The schedule block of the selected profile (params.yaml `profiles[profile]`)."""
-    name = config.get('profile')
-    profiles = config.get('profiles', {})
-    if name not in profiles:
-        raise ConfigError(f'params.yaml: profile {name!r} is not one of {sorted(profiles)}')
-    return profiles[name]
-
-
-def check(config):
-    """Fail early on values the rules cannot use: every problem of params.yaml (after --config),
-    one line each naming the key (cgrseg.params)."""
-    lines = params_schema.problems(config)
-    if not lines and config['profile'] == REFERENCE:
-        lines = [f'params.yaml: profile {REFERENCE!r} would write into the committed snapshot '
-                 f'results/{REFERENCE}/; rename it']
-    if lines:
-        raise ConfigError('\n'.join(lines))
-
-
-def check_or_exit(config):
-    """For the Snakefile: read --config's strings as numbers where numbers belong (in place), then
-    print every problem on its own line and stop with status 2 (a raised error would add
-    Snakemake's file/line noise)."""
-    config.update(params_schema.coerce(config))
+def or_exit(read, *args):
+    """``read(*args)``, or its error lines on stderr and exit status 2: a raised error would add
+    Snakemake's file/line noise."""
     try:
-        check(config)
-    except ConfigError as err:
+        return read(*args)
+    except CGRSegError as err:
         print(err, file=sys.stderr)
         sys.exit(2)
 
 
-def is_demo(config):
-    """True when results must never be compared with the paper: synthetic data or a shortened schedule."""
-    sched = profile(config)
-    # the batch layout (gpus x samples_per_gpu) is not a shortening: 1x16 and 4x4 are the same protocol
-    shortened = any(sched.get(key) is not None for key in ('iters', 'crop'))
-    return config['sources'] == 'synthetic' or shortened
+def effective_params(config):
+    """params.yaml after --config: strings read as numbers where numbers belong, checked (one line
+    per bad key), the schema's defaults added (cgrseg.params)."""
+    config = params_schema.coerce(config)
+    lines = params_schema.problems(config)
+    if lines:
+        raise CGRSegError('\n'.join(lines))
+    return params_schema.with_defaults(config, params_schema.schema())
 
 
-def model_config(config, variant, dataset):
-    return config['configs'][dataset].format(variant=variant)
+def params_json(config):
+    """The effective params as the JSON `cgrseg params --values` records."""
+    return json.dumps(config, sort_keys=False, separators=(',', ':'), default=str)
 
 
-def _flags(pairs):
-    """'--name value' for every pair whose value is not None, shell-quoted."""
-    return ' '.join(f'{name} {shlex.quote(str(value))}' for name, value in pairs if value is not None)
+def preset(config):
+    return params_schema.preset(config)
 
 
 def results_root(config):
-    """Where every file of a run goes: ``results/{profile}``. The demo's folder is gitignored, so a
+    """Where every file of a run goes: ``results/{preset}``. The demo's folder is gitignored, so a
     fresh clone's first command runs the whole DAG; ``results/reference/demo`` is never written."""
-    return f"results/{config['profile']}"
+    return layout.results_root(config['preset'])
 
 
 def data_root(config):
     """Synthetic data belong to the run that made them (``{results}/data``); real data sets live
-    in params.yaml ``data_root``, shared by every profile."""
+    in params.yaml ``data_root``, shared by every preset."""
     if config['sources'] == 'synthetic':
-        return f'{results_root(config)}/data'
+        return f'{results_root(config)}/{layout.SYNTHETIC_DATA}'
     return config['data_root']
-
-
-def work_root(config):
-    """Training work directories (checkpoints; gitignored): one tree per profile, so that a paper
-    run never resumes from a demo checkpoint."""
-    return f'{results_root(config)}/work_dirs'
-
-
-def synth_args(config):
-    return _flags([('--images', config.get('synth_images'))])
 
 
 def raw_root(config):
@@ -104,15 +70,21 @@ def raw_root(config):
     return f'{data_root(config)}/{sub}'
 
 
-def download_args(config, dataset):
-    """Where `cgrseg download` takes the archives from."""
-    if config['sources'] == 'synthetic':
-        return _flags([('--sources', synthetic_sources(config, dataset))])
-    return _flags([('--from-dir', config.get('archive_dir'))])
+def work_root(config):
+    """Training work directories (checkpoints; gitignored): params.yaml ``work_root``, by default
+    one tree per preset, so that a paper run never resumes from a demo checkpoint."""
+    return config.get('work_root') or f'{results_root(config)}/{layout.WORK_DIRS}'
 
 
 def synthetic_sources(config, dataset):
     return f'{data_root(config)}/synthetic/{dataset}/sources.yaml'
+
+
+def download_sources(config, dataset):
+    """The sources file `cgrseg download` reads: the synthetic archives' or the official ones'."""
+    if config['sources'] == 'synthetic':
+        return synthetic_sources(config, dataset)
+    return SOURCES
 
 
 def download_inputs(config, dataset):
@@ -121,36 +93,98 @@ def download_inputs(config, dataset):
 
 
 def pretrained_inputs(config, variant):
-    """The backbone's ImageNet weights when the profile trains from them; nothing otherwise."""
-    if not profile(config).get('pretrained', True):
+    """The backbone's ImageNet weights when the preset trains from them; nothing otherwise."""
+    if not preset(config)['pretrained']:
         return []
-    return [PRETRAINED.format(arch=BACKBONES[variant])]
+    return [layout.BACKBONE_WEIGHTS.format(arch=layout.VARIANT_BACKBONES[variant])]
 
 
 def train_iters(config, variant):
-    """The profile's iterations for ``variant``: one number for all, or one per variant
-    (``{t: 300, b: 4, l: 4}``); None keeps the config's own schedule."""
-    iters = profile(config).get('iters')
-    return iters[str(variant)] if isinstance(iters, dict) else iters
+    """The preset's iterations for ``variant``: one number for all, or one per variant
+    (``{t: 200, b: 4, l: 4}``); None keeps the config's own schedule."""
+    iters = preset(config)['iters']
+    return iters[variant] if isinstance(iters, dict) else iters
 
 
-def train_args(config, variant):
-    sched = profile(config)
-    args = _flags([
-        ('--gpus', sched.get('gpus')),
-        ('--iters', train_iters(config, variant)),
-        ('--crop', sched.get('crop')),
-        ('--samples-per-gpu', sched.get('samples_per_gpu')),
-        ('--train-repeat', sched.get('train_repeat')),
-        ('--checkpoint-interval', sched.get('checkpoint_interval')),
-    ])
-    if not sched.get('pretrained', True):
-        args += ' --no-pretrained'
-    if not sched.get('validate', True):
-        args += ' --no-validate'
-    if sched.get('lr') is not None:   # last: --cfg-options takes every word after it
-        args += f" --cfg-options optimizer.lr={sched['lr']}"
-    return args
+def is_demo(config):
+    """True when results must never be compared with the paper: synthetic data or a shortened schedule."""
+    block = preset(config)
+    # the batch layout (gpus x samples_per_gpu) is not a shortening: 1x16 and 4x4 are the same protocol
+    return config['sources'] == 'synthetic' or block['iters'] is not None or block['crop'] is not None
+
+
+def throughput_shape(config, dataset):
+    """Paper resolution, or the demo's crop when the preset shortens the schedule (CPU in minutes):
+    the crop scales the test pipeline of the paper protocol as it does the evaluation's."""
+    crop = preset(config)['crop']
+    return [crop, crop] if crop is not None else config['measure_shape'][dataset]
+
+
+def result_files(config, hypotheses):
+    """Every per-run and per-model file the table stages read (the DAG's outputs under
+    ``runs/`` and ``measure/``), as paths under the results root."""
+    results, judged = results_root(config), config['judged_complexity']
+    models = [(d, v) for d in config['datasets'] for v in config['variants']]
+    files = [layout.RUN_METRICS.format(dataset=d, variant=v, seed=s)
+             for d, v in models for s in config['seeds']]
+    files += [layout.THROUGHPUT.format(dataset=d, variant=v) for d, v in models]
+    files += [layout.dataset_flops(d, judged, config['measure_shape'][d]).format(dataset=d, variant=v)
+              for d, v in models]
+    files += [layout.JUDGED_FLOPS.format(variant=v) for v in config['variants']]
+    files += [layout.HYPOTHESIS_FLOPS.format(hypothesis=h) for h in hypotheses]
+    return [f'{results}/{f}' for f in dict.fromkeys(files)]
+
+
+class Stage(NamedTuple):
+    command: str
+    inputs: list
+    outputs: list   # a folder as Snakemake's directory()
+
+
+def dvc_stages(config, produced, path=DVC_FILE):
+    """{name: stage} of dvc.yaml as Snakemake rules need them, ``${preset}`` filled in: the command;
+    the inputs (every dependency that is a file, the params files, and for a dependency that is a
+    folder of results the DAG's files inside it, from ``produced``; the code under src/ is DVC's to
+    track);
+    the outputs, an output without a file suffix being a folder (tables/)."""
+    from snakemake.io import directory
+
+    from cgrseg.io import load_yaml
+    stages = load_yaml(path, 'DVC pipeline').get('stages') or {}
+    fill = _interpolation(path, config['preset'])
+    out = {}
+    for name, stage in stages.items():
+        deps = [fill(d) for d in stage.get('deps', []) if not d.startswith(CODE)]
+        inputs = [d for d in deps if not _is_folder(d)]
+        inputs += [p for d in deps if _is_folder(d) for p in produced if p.startswith(f'{d}/')]
+        inputs += [fill(next(iter(p))) for p in stage.get('params', []) if isinstance(p, dict)]
+        outputs = [fill(next(iter(o)) if isinstance(o, dict) else o)
+                   for section in ('outs', 'metrics') for o in stage.get(section, [])]
+        out[name] = Stage(' '.join(fill(stage['cmd']).split()), list(dict.fromkeys(inputs)),
+                          [directory(o) if _is_folder(o) else o for o in outputs])
+    return out
+
+
+def _is_folder(path):
+    return Path(path).suffix == ''
+
+
+def _interpolation(path, preset_name):
+    """``${preset}`` -> the preset (a plain name: the schema allows letters, digits, _ and -, so the
+    filled command needs no quoting); any other ``${...}`` is refused."""
+    def fill(text):
+        filled = text.replace('${preset}', preset_name)
+        if '${' in filled or '{' in filled or shlex.quote(preset_name) != preset_name:
+            raise CGRSegError(f'{path}: only ${{preset}} may be interpolated, and only with a plain name: '
+                              f'{text!r}')
+        return filled
+    return fill
+
+
+def load_hypotheses(path=layout.HYPOTHESES):
+    """configs/paper/hypotheses.yaml, checked."""
+    from cgrseg.tables.hypotheses import load_hypotheses as load
+    return load(path)
 
 
 # above any training's priority: the data gate every training
@@ -167,91 +201,13 @@ def priority(config, rule, variant=None):
     return 0
 
 
-def evaluate_args(config, dataset):
-    """The protocols come from the dataset's config (official + single scale), not from here."""
-    return '--demo' if is_demo(config) else ''
-
-
-def throughput_args(config, dataset):
-    """Paper resolution, or the demo's crop when the profile shortens the schedule (CPU in minutes):
-    the crop scales the test pipeline of the paper protocol as it does the evaluation's."""
-    sched = profile(config)
-    height, width = config['measure_shape'][dataset]
-    if sched.get('crop') is not None:
-        height = width = sched['crop']
-    flags = _flags([('--repeats', sched.get('throughput_repeats')), ('--iters', sched.get('throughput_iters')),
-                    ('--images', sched.get('throughput_images')), ('--crop', sched.get('crop'))])
-    return f'--deploy {flags} --shape {height} {width}'
-
-
-def flops_shape(config, dataset):
-    height, width = config['measure_shape'][dataset]
-    return f'{height} {width}'
-
-
-def dataset_flops_outputs(config, results='results'):
-    """The per-dataset flops files collect reads: the judged dataset at the judged shape is
-    measured once, by flops_judged."""
-    from cgrseg.tables.collect import dataset_flops_path
-    return [str(dataset_flops_path(results, d, v, config['judged_complexity'],
-                                   config['measure_shape'][d]))
-            for d in config['datasets'] for v in config['variants']]
-
-
-def judged_config(config, variant):
-    """The model whose params/GFLOPs every table judges (params.yaml judged_complexity)."""
-    return model_config(config, variant, config['judged_complexity']['dataset'])
-
-
-def judged_shape(config):
-    height, width = config['judged_complexity']['shape']
-    return f'{height} {width}'
-
-
-def load_hypotheses_or_exit(path):
-    """configs/paper/hypotheses.yaml, checked; a bad file stops the DAG with one line."""
-    from cgrseg.errors import CGRSegError
-    from cgrseg.tables.hypotheses import load_hypotheses
-    try:
-        return load_hypotheses(path)
-    except CGRSegError as err:
-        print(err, file=sys.stderr)
-        sys.exit(2)
-
-
-def hypothesis_config(config, hypotheses, name):
-    return judged_config(config, hypotheses[name]['variant'])
-
-
-def hypothesis_args(config, hypotheses, name):
-    """The judged shape and the hypothesis' config changes, for `cgrseg flops`."""
-    from cgrseg.tables.hypotheses import cfg_option_args
-    options = ' '.join(shlex.quote(o) for o in cfg_option_args(hypotheses[name]))
-    return f'--shape {judged_shape(config)} --cfg-options {options}'
-
-
-def collect_args(config):
-    """The effective (after --config) values collect reads, as --params-json."""
-    from cgrseg.tables.collect import PARAM_KEYS
-    subset = {name: config[name] for name in PARAM_KEYS}
-    return '--params-json ' + shlex.quote(json.dumps(subset, separators=(',', ':')))
-
-
-def tables_args(config):
-    return '--formats ' + ' '.join(config['tables']['formats'])
-
-
-def diff_args(config):
-    return '--strict' if config['tables'].get('strict') else ''
-
-
 def gpus(config):
-    """GPUs a training job asks the scheduler for: the profile's count, at least one."""
-    return max(1, int(profile(config).get('gpus') or 0))
+    """GPUs a training job asks the scheduler for: the preset's count, at least one."""
+    return max(1, preset(config)['gpus'])
 
 
 def _rule_entry(config, rule):
-    table = config.get('resources', {}).get(config['profile'], {})
+    table = config['resources'].get(config['preset'], {})
     entry = dict(table.get('default', {}))
     entry.update(table.get(rule, {}))
     return entry

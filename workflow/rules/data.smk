@@ -10,14 +10,14 @@ rule synth:
     output:
         wf.synthetic_sources(config, "{dataset}"),
     params:
-        out=f"{DATA}/synthetic/{{dataset}}",
-        args=wf.synth_args(config),
+        out=lambda w, output: str(Path(output[0]).parent),
+        images=config["synth_images"],
     log:
         f"{LOGS}/synth/{{dataset}}.log",
     benchmark:
         f"{BENCH}/synth/{{dataset}}.tsv"
     shell:
-        "cgrseg synth {wildcards.dataset} --out {params.out} {params.args} > {log} 2>&1"
+        "cgrseg synth {wildcards.dataset:q} --out {params.out:q} --images {params.images:q} > {log:q} 2>&1"
 
 
 rule download:
@@ -29,14 +29,16 @@ rule download:
         # which the next attempt resumes
         touch(f"{RAW}/{{dataset}}.downloaded"),
     params:
-        dest=f"{RAW}/{{dataset}}",
-        args=lambda w: wf.download_args(config, w.dataset),
+        dest=lambda w, output: output[0].removesuffix(".downloaded"),
+        sources=lambda w: wf.download_sources(config, w.dataset),
+        from_dir=config["archive_dir"] if config["sources"] == "real" else None,
     log:
         f"{LOGS}/download/{{dataset}}.log",
     benchmark:
         f"{BENCH}/download/{{dataset}}.tsv"
     shell:
-        "cgrseg download {wildcards.dataset} --dest {params.dest} {params.args} > {log} 2>&1"
+        "cgrseg download {wildcards.dataset:q} --dest {params.dest:q} --sources {params.sources:q}"
+        " --from-dir {params.from_dir:q} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -46,7 +48,8 @@ rule prepare:
     output:
         f"{PREPARED}/{{dataset}}.manifest.json",
     params:
-        raw=rules.download.params.dest,
+        raw=lambda w, input: input[0].removesuffix(".downloaded"),
+        out=lambda w, output: str(Path(output[0]).parent),
     threads: wf.threads(config, "prepare")
     resources:
         **wf.resources(config, "prepare"),
@@ -55,4 +58,5 @@ rule prepare:
     benchmark:
         f"{BENCH}/prepare/{{dataset}}.tsv"
     shell:
-        "cgrseg prepare {wildcards.dataset} --raw {params.raw} --out {PREPARED} --jobs {threads} > {log} 2>&1"
+        "cgrseg prepare {wildcards.dataset:q} --raw {params.raw:q} --out {params.out:q} --jobs {threads:q}"
+        " > {log:q} 2>&1"

@@ -4,11 +4,11 @@
 
 rule flops:
     input:
-        config=lambda w: wf.model_config(config, w.variant, w.dataset),
+        config=lambda w: config["configs"][w.dataset].format(variant=w.variant),
     output:
-        f"{RESULTS}/measure/{MODEL}.flops.json",
+        f"{RESULTS}/{layout.FLOPS}",
     params:
-        shape=lambda w: wf.flops_shape(config, w.dataset),
+        shape=lambda w: config["measure_shape"][w.dataset],
     threads: wf.threads(config, "flops")
     resources:
         **wf.resources(config, "flops"),
@@ -17,38 +17,45 @@ rule flops:
     benchmark:
         f"{BENCH}/flops/{MODEL}.tsv"
     shell:
-        "cgrseg flops {input.config} --shape {params.shape} --out {output} > {log} 2>&1"
+        "cgrseg flops {input.config:q} --shape {params.shape:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule throughput:
     input:
-        config=lambda w: wf.model_config(config, w.variant, w.dataset),
+        config=lambda w: config["configs"][w.dataset].format(variant=w.variant),
         manifest=rules.prepare.output[0],
     output:
-        f"{RESULTS}/measure/{MODEL}.throughput.json",
+        f"{RESULTS}/{layout.THROUGHPUT}",
     params:
-        args=lambda w: wf.throughput_args(config, w.dataset),
+        data_root=lambda w, input: str(Path(input.manifest).parent),
+        repeats=PRESET["throughput_repeats"],
+        iters=PRESET["throughput_iters"],
+        images=PRESET["throughput_images"],
+        crop=PRESET["crop"],
+        shape=lambda w: wf.throughput_shape(config, w.dataset),
     threads: wf.threads(config, "throughput")
     resources:
         gpu=1,
-        slurm_partition=GPU_PARTITION,
+        slurm_partition=config["slurm_gpu_partition"],
         **wf.resources(config, "throughput"),
     log:
         f"{LOGS}/throughput/{MODEL}.log",
     benchmark:
         f"{BENCH}/throughput/{MODEL}.tsv"
     shell:
-        "cgrseg throughput {input.config} --out {output} --device auto --data-root {PREPARED} --manifest {input.manifest} {params.args} > {log} 2>&1"
+        "cgrseg throughput {input.config:q} --out {output:q} --device auto --data-root {params.data_root:q}"
+        " --manifest {input.manifest:q} --deploy --repeats {params.repeats:q} --iters {params.iters:q}"
+        " --images {params.images:q} --crop {params.crop:q} --shape {params.shape:q} > {log:q} 2>&1"
 
 
 rule flops_judged:
     # the params/GFLOPs every table judges: params.yaml judged_complexity (ADE20K model, 512x512)
     input:
-        config=lambda w: wf.judged_config(config, w.variant),
+        config=lambda w: config["configs"][config["judged_complexity"]["dataset"]].format(variant=w.variant),
     output:
-        f"{RESULTS}/measure/judged/cgrseg-{{variant}}.flops.json",
+        f"{RESULTS}/{layout.JUDGED_FLOPS}",
     params:
-        shape=wf.judged_shape(config),
+        shape=config["judged_complexity"]["shape"],
     threads: wf.threads(config, "flops")
     resources:
         **wf.resources(config, "flops"),
@@ -57,17 +64,20 @@ rule flops_judged:
     benchmark:
         f"{BENCH}/flops_judged/cgrseg-{{variant}}.tsv"
     shell:
-        "cgrseg flops {input.config} --shape {params.shape} --out {output} > {log} 2>&1"
+        "cgrseg flops {input.config:q} --shape {params.shape:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule hypothesis:
     # one measured hypothesis of configs/paper/hypotheses.yaml: the judged model with its changes
     input:
-        config=lambda w: wf.hypothesis_config(config, HYPOTHESES, w.hypothesis),
+        config=lambda w: config["configs"][config["judged_complexity"]["dataset"]].format(
+            variant=HYPOTHESES[w.hypothesis]["variant"]
+        ),
     output:
-        f"{RESULTS}/measure/hypotheses/{{hypothesis}}.flops.json",
+        f"{RESULTS}/{layout.HYPOTHESIS_FLOPS}",
     params:
-        args=lambda w: wf.hypothesis_args(config, HYPOTHESES, w.hypothesis),
+        shape=config["judged_complexity"]["shape"],
+        cfg_options=lambda w: option_args(HYPOTHESES[w.hypothesis]["cfg_options"]),
     threads: wf.threads(config, "flops")
     resources:
         **wf.resources(config, "flops"),
@@ -76,4 +86,5 @@ rule hypothesis:
     benchmark:
         f"{BENCH}/hypothesis/{{hypothesis}}.tsv"
     shell:
-        "cgrseg flops {input.config} {params.args} --out {output} > {log} 2>&1"
+        "cgrseg flops {input.config:q} --shape {params.shape:q} --cfg-options {params.cfg_options:q}"
+        " --out {output:q} > {log:q} 2>&1"

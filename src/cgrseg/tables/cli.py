@@ -1,6 +1,9 @@
-"""``cgrseg collect | tables | diff | figure``: the last steps of the pipeline, shared by DVC and
-Snakemake. Every command reads files and writes its outputs atomically (nothing partial is left
-behind on an error). See docs/tables.md.
+"""``cgrseg collect | tables | diff | figure``: the last steps of the pipeline, the stages of dvc.yaml
+that `dvc repro` and Snakemake (workflow/rules/tables.smk) both run. Each reads its settings from one
+params file, ``--params`` (the run's ``results/<preset>/params.effective.yaml``; by hand,
+params.yaml), and finds its inputs and outputs under that preset's results root unless told
+otherwise. Every command writes its outputs atomically (nothing partial is left behind on an error).
+See docs/tables.md.
 """
 import argparse
 import contextlib
@@ -8,33 +11,27 @@ import json
 import sys
 from pathlib import Path
 
+from cgrseg import layout
 from cgrseg.errors import CGRSegError
 from cgrseg.io import atomic_dir, atomic_path
 
-PAPER = 'configs/paper/results.yaml'
-HYPOTHESES = 'configs/paper/hypotheses.yaml'
-METRICS = 'results/metrics.json'
+# the params keys tables and diff read (collect: cgrseg.tables.collect.PARAM_KEYS)
+TABLES_KEYS = ('tables',)
 
 
 def add_parser(subparsers):
     fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser(
         'collect', formatter_class=fmt, help='gather all result files into one metrics document',
-        description='Read results/runs/{dataset}/cgrseg-{v}/metrics.json and\n'
-        'results/measure/{dataset}/cgrseg-{v}.{flops,throughput}.json for every dataset and\n'
-        'variant in params.yaml (one run per seed), the judged params/GFLOPs\n'
-        '(results/measure/judged/) and the measured hypotheses (results/measure/hypotheses/);\n'
-        'write one flat JSON document with keys like "ade20k.cgrseg-t.mIoU" (a DVC metrics\n'
-        'file). A missing result file adds no keys (the cell shows as pending); a malformed\n'
-        'one is an error.')
-    source = p.add_mutually_exclusive_group()
-    source.add_argument('--params', default='params.yaml', help='default: %(default)s')
-    source.add_argument('--params-json', metavar='JSON',
-                        help='the effective values of datasets, variants, seeds, measure_shape and '
-                             'judged_complexity (Snakemake passes them after --config overrides)')
-    p.add_argument('--hypotheses', default=HYPOTHESES, help='default: %(default)s')
-    p.add_argument('--results', default='results', help='results root (default: %(default)s)')
-    p.add_argument('--out', default=METRICS, help='default: %(default)s')
+        description='Read RESULTS/runs/{dataset}/cgrseg-{v}/seed{s}/metrics.json and\n'
+        'RESULTS/measure/{dataset}/cgrseg-{v}.{flops,throughput}.json for every dataset, variant\n'
+        'and seed in --params, the judged params/GFLOPs (RESULTS/measure/judged/) and the measured\n'
+        'hypotheses (RESULTS/measure/hypotheses/); write one flat JSON document with keys like\n'
+        '"ade20k.cgrseg-t.mIoU" (a DVC metrics file). A missing result file adds no keys (the\n'
+        'cell shows as pending); a malformed one is an error.')
+    _params(p, 'params.yaml')
+    p.add_argument('--hypotheses', default=layout.HYPOTHESES, help='default: %(default)s')
+    p.add_argument('--out', help='default: RESULTS/metrics.json')
     p.set_defaults(func=run_collect)
 
     p = subparsers.add_parser(
@@ -45,11 +42,9 @@ def add_parser(subparsers):
         'convention (params.yaml judged_complexity), the figures the paper prints; each\n'
         "dataset's own model (measure_shape) is shown beside them for information.")
     _common(p)
-    p.add_argument('--out', default='results/tables',
-                   help='output directory (default: %(default)s)')
+    p.add_argument('--out', help='output directory (default: RESULTS/tables)')
     p.add_argument('--formats', nargs='+', choices=('md', 'csv', 'tex'),
-                   help='default: params.yaml tables.formats if --params is given, else all')
-    p.add_argument('--params', help='read tables.formats from this params.yaml')
+                   help='default: tables.formats of --params, else all')
     p.set_defaults(func=run_tables)
 
     p = subparsers.add_parser(
@@ -60,10 +55,9 @@ def add_parser(subparsers):
         'Exit status: 0; 1 with --strict (or tables.strict: true in --params) when a\n'
         'comparable cell is outside tolerance (the files are still written); 2 on bad input.')
     _common(p)
-    p.add_argument('--out', default='results/diff', help='output prefix (default: %(default)s)')
+    p.add_argument('--out', help='output prefix (default: RESULTS/diff)')
     p.add_argument('--strict', action='store_true',
                    help='exit 1 if any comparable cell is outside tolerance (for CI)')
-    p.add_argument('--params', help='read tables.strict from this params.yaml')
     p.set_defaults(func=run_diff)
 
     p = subparsers.add_parser(
@@ -71,22 +65,36 @@ def add_parser(subparsers):
         description='Write {out}.png and {out}.pdf: per dataset, mIoU against GFLOPs for the\n'
         "paper's points and the regenerated ones (demo runs drawn hollow and labelled).")
     _common(p)
-    p.add_argument('--out', default='results/figures/miou_vs_gflops',
-                   help='output prefix (default: %(default)s)')
+    p.add_argument('--out', help='output prefix (default: RESULTS/figures/miou_vs_gflops)')
     p.set_defaults(func=run_figure)
 
 
+def _params(p, default):
+    p.add_argument('--params', default=default,
+                   help="params file: a run's params.effective.yaml or params.yaml "
+                        f'(default: {default or "none"})')
+    p.add_argument('--results',
+                   help="results root RESULTS (default: results/<preset> of --params, else results)")
+
+
 def _common(p):
-    p.add_argument('--metrics', default=METRICS,
-                   help='cgrseg collect output (default: %(default)s)')
-    p.add_argument('--paper', default=PAPER, help='published numbers (default: %(default)s)')
-    p.add_argument('--hypotheses', default=HYPOTHESES,
+    _params(p, None)
+    p.add_argument('--metrics', help='cgrseg collect output (default: RESULTS/metrics.json)')
+    p.add_argument('--paper', default=layout.PAPER_RESULTS, help='published numbers (default: %(default)s)')
+    p.add_argument('--hypotheses', default=layout.HYPOTHESES,
                    help='measured hypotheses shown with the cells they explain (default: %(default)s)')
-    p.add_argument('--results', default='results',
-                   help='results root, named in "pending" reasons (default: %(default)s)')
 
 
-def _judged(args):
+def _settings(args, keys):
+    """(params read from --params, or {}; the results root)."""
+    from cgrseg.params import load
+    params = load(args.params, keys=keys) if args.params else {}
+    results = args.results or (layout.results_root(params['preset']) if 'preset' in params
+                               else 'results')
+    return params, Path(results)
+
+
+def _judged(args, results):
     from cgrseg.tables.collect import load_metrics
     from cgrseg.tables.hypotheses import load_hypotheses
     from cgrseg.tables.judge import judge_all
@@ -94,14 +102,8 @@ def _judged(args):
 
     paper = load_paper(args.paper)
     hypotheses = load_hypotheses(args.hypotheses)
-    return paper, judge_all(paper, load_metrics(args.metrics), args.results, hypotheses)
-
-
-def _table_params(path):
-    from cgrseg.io import load_yaml
-    from cgrseg.params import check
-
-    return check(load_yaml(path, 'params'), str(path), keys=('tables',))['tables']
+    metrics = load_metrics(args.metrics or results / layout.METRICS)
+    return paper, judge_all(paper, metrics, str(results), hypotheses)
 
 
 @contextlib.contextmanager
@@ -119,48 +121,39 @@ def _json_text(obj):
     return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + '\n'
 
 
-def _collect_params(args):
-    from cgrseg.tables.collect import load_params
-
-    if args.params_json is None:
-        return load_params(args.params)
-    try:
-        params = json.loads(args.params_json)
-    except ValueError as err:
-        raise CGRSegError(f'--params-json: not valid JSON ({err})') from None
-    return load_params(params)
-
-
 def run_collect(args):
-    from cgrseg.tables.collect import collect
+    from cgrseg.tables.collect import PARAM_KEYS, collect
     from cgrseg.tables.hypotheses import load_hypotheses
 
-    metrics = collect(_collect_params(args), args.results, load_hypotheses(args.hypotheses))
-    with _writing(args.out), atomic_path(args.out) as tmp:
+    params, results = _settings(args, PARAM_KEYS)
+    out = args.out or results / layout.METRICS
+    metrics = collect(params, results, load_hypotheses(args.hypotheses))
+    with _writing(out), atomic_path(out) as tmp:
         tmp.write_text(_json_text(metrics))
-    print(f'{args.out}: {len(metrics)} values')
+    print(f'{out}: {len(metrics)} values')
 
 
 def run_tables(args):
     from cgrseg.tables.render import FORMATS, write_tables
 
-    formats = args.formats
-    if formats is None and args.params:
-        formats = _table_params(args.params)['formats']
-    paper, cells = _judged(args)
-    with _writing(args.out), atomic_dir(args.out) as tmp:
-        write_tables(Path(tmp), paper, cells, formats or FORMATS)
-    print(f'{args.out}: {len(paper["tables"])} tables ({", ".join(formats or FORMATS)})')
+    params, results = _settings(args, TABLES_KEYS)
+    formats = args.formats or params.get('tables', {}).get('formats') or FORMATS
+    out = args.out or results / layout.TABLES
+    paper, cells = _judged(args, results)
+    with _writing(out), atomic_dir(out) as tmp:
+        write_tables(Path(tmp), paper, cells, formats)
+    print(f'{out}: {len(paper["tables"])} tables ({", ".join(formats)})')
 
 
 def run_diff(args):
     from cgrseg.tables.diff import diff_document, diff_markdown
     from cgrseg.tables.judge import OUTSIDE, summarize, summary_line
 
-    strict = args.strict or (bool(_table_params(args.params).get('strict'))
-                             if args.params else False)
-    paper, cells = _judged(args)
-    md, js = Path(f'{args.out}.md'), Path(f'{args.out}.json')
+    params, results = _settings(args, TABLES_KEYS)
+    strict = args.strict or bool(params.get('tables', {}).get('strict'))
+    out = args.out or results / layout.DIFF
+    paper, cells = _judged(args, results)
+    md, js = Path(f'{out}.md'), Path(f'{out}.json')
     md_text, js_text = diff_markdown(paper, cells), _json_text(diff_document(paper, cells))
     with _writing(f'{md}, {js}'), atomic_path(md) as tmp_md, atomic_path(js) as tmp_js:
         tmp_md.write_text(md_text)
@@ -177,8 +170,10 @@ def run_diff(args):
 def run_figure(args):
     from cgrseg.tables.figure import draw, save
 
-    paper, cells = _judged(args)
-    png, pdf = Path(f'{args.out}.png'), Path(f'{args.out}.pdf')
+    _, results = _settings(args, ())
+    out = args.out or results / layout.FIGURE
+    paper, cells = _judged(args, results)
+    png, pdf = Path(f'{out}.png'), Path(f'{out}.pdf')
     fig = draw(paper, cells)
     with _writing(f'{png}, {pdf}'), atomic_path(png) as tmp_png, atomic_path(pdf) as tmp_pdf:
         save(fig, tmp_png, tmp_pdf)
