@@ -8,6 +8,7 @@ import torch.nn as nn
 
 import pytest
 
+from cgrseg import schemas
 from cgrseg.measure.flops import count_macs
 from reference import VARIANTS, ade20k_config, official_keys
 
@@ -55,6 +56,7 @@ def test_flops_command_gives_the_official_counts(run_cli, tmp_path, variant):
     result = run_cli('flops', ade20k_config(variant), '--shape', 512, 512, '--out', out)
     assert result.code == 0, result.err
     doc = json.loads(out.read_text())
+    assert schemas.problem(doc, 'flops') is None   # workflow/schemas/flops.schema.json
     assert doc['input_shape'] == [3, 512, 512] and doc['num_classes'] == 150
     assert doc['params_M'] == round(official_params(variant) / 1e6, 4)
     g = doc['gflops']

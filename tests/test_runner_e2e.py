@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip('mmseg')
 torch = pytest.importorskip('torch')
 
-from cgrseg import cli  # noqa: E402
+from cgrseg import cli, schemas  # noqa: E402
 from cgrseg.runner.provenance import sha256_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,9 @@ def train_log(work_dir, earlier=()):
 def evaluate(dataset, checkpoint, prepared, out, *extra):
     assert cgrseg('evaluate', CONFIGS[dataset], checkpoint, '--out', out, '--data-root', prepared,
                   '--manifest', prepared / f'{dataset}.manifest.json', '--workers', 0, *extra) == 0
-    return json.loads(out.read_text())
+    doc = json.loads(out.read_text())
+    assert schemas.problem(doc, 'metrics') is None   # workflow/schemas/metrics.schema.json
+    return doc
 
 
 def check_metrics(doc, dataset, mode, iters, checkpoint, prepared):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cgrseg import schemas
 from cgrseg.cli import main
 from cgrseg.errors import CGRSegError
 from cgrseg.tables import judge
@@ -380,6 +381,7 @@ def test_diff_md_opens_with_a_summary_and_json_agrees(tmp_path, metrics_file, pa
     assert code == 0
     md = Path(f'{prefix}.md').read_text().splitlines()
     doc = json.loads(Path(f'{prefix}.json').read_text())
+    assert schemas.problem(doc, 'diff') is None   # workflow/schemas/diff.schema.json
     s = doc['summary']
     # Counts derived from the inputs, not copied from an output: one cell per paper table cell
     # (30 today: 3 datasets x 3 models x 3 columns + ADE20K throughput), pending = no fixture value.
@@ -701,3 +703,15 @@ def test_bad_tables_params_are_one_line(tmp_path, capsys, metrics_file, command,
     assert capsys.readouterr().err.strip().splitlines() == [
         f'cgrseg {command}: error: {params}: {message}']
     assert not list(tmp_path.glob('out*'))
+
+
+@pytest.mark.parametrize('pattern, schema', [('runs/*/*/seed*/metrics.json', 'metrics'),
+                                             ('measure/**/*.flops.json', 'flops'),
+                                             ('measure/*/*.throughput.json', 'throughput')])
+def test_every_fixture_and_reference_result_file_keeps_its_schema(pattern, schema):
+    """workflow/schemas/ describes what the writers write (their tests check it too) and collect reads."""
+    paths = [*(FIXTURE / 'results').glob(pattern), *(ROOT / 'results/reference/demo').glob(pattern)]
+    assert paths
+    for path in paths:
+        assert schemas.problem(json.loads(path.read_text()), schema) is None, path
+    assert schemas.problem(json.loads((ROOT / 'results/reference/demo/diff.json').read_text()), 'diff') is None

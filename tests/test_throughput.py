@@ -6,6 +6,7 @@ import torch
 
 pytest.importorskip('mmseg')
 
+from cgrseg import schemas  # noqa: E402
 from cgrseg.measure import throughput as T  # noqa: E402
 from reference import ade20k_config  # noqa: E402
 
@@ -75,6 +76,7 @@ def test_throughput_records_both_protocols_and_deploy(run_cli, prepared_ade, tmp
                   '--shape', 64, 64, '--warmup', 1, '--repeats', 2, '--iters', 1, '--device', 'cpu', '--out', out)
     assert res.code == 0, res.err
     doc = json.loads(out.read_text())
+    assert schemas.problem(doc, 'throughput') is None   # workflow/schemas/throughput.schema.json
     protocols = doc['protocols']
     assert list(protocols) == ['mmseg_benchmark', 'fixed_size', 'mmseg_benchmark_deploy', 'fixed_size_deploy']
     assert doc['protocol'] == 'mmseg_benchmark' and doc['img_per_s'] == protocols['mmseg_benchmark']['img_per_s']

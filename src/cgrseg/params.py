@@ -10,14 +10,12 @@ reads, and what ``results/<preset>/params.effective.yaml`` holds. Keys the pipel
 left alone.
 """
 import copy
-import functools
 import json
-from pathlib import Path
 
+from cgrseg import schemas
 from cgrseg.errors import CGRSegError
 from cgrseg.layout import DATASETS, REFERENCE, VARIANTS
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / 'workflow' / 'schemas' / 'params.schema.yaml'
 # old spellings -> what replaced them
 RENAMED = {
     'profile': 'renamed to "preset" (e.g. --config preset=paper)',
@@ -27,15 +25,9 @@ RENAMED = {
 RENAMED_IN_PRESET = {'lr': 'replaced by cfg_options (e.g. cfg_options: {optimizer.lr: 0.0006})'}
 
 
-@functools.lru_cache(maxsize=None)
-def _schema_text():
-    return SCHEMA_FILE.read_text()
-
-
 def schema():
     """The params schema (a fresh copy: callers may restrict it)."""
-    import yaml  # the schema is the repository's own file; its anchors and merge keys are trusted
-    return yaml.safe_load(_schema_text())
+    return schemas.load('params')
 
 
 def coerce(value, node=None):

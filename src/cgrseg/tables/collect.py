@@ -15,10 +15,9 @@ import numbers
 import re
 from pathlib import Path
 
-from cgrseg import layout
+from cgrseg import layout, schemas
 from cgrseg.errors import CGRSegError
 from cgrseg.tables.hypotheses import measurement_path
-from cgrseg.tables.paper import MIOU_MODES
 
 # the params.yaml keys collect reads
 PARAM_KEYS = ('datasets', 'variants', 'seeds', 'measure_shape', 'judged_complexity')
@@ -93,7 +92,7 @@ def collect(params, results, hypotheses=None):
             out.update(_complexity(results, dataset, variant, judged,
                                    params['measure_shape'][dataset]))
             path = result_paths(results, dataset, variant)['throughput']
-            doc = _read_json(path)
+            doc = _result(path, 'throughput')
             if doc is not None:
                 _check_identity(path, doc, dataset, variant)
                 out.update({key(dataset, variant, k): v for k, v in _from_throughput(path, doc).items()})
@@ -106,7 +105,7 @@ def _runs(results, dataset, variant, seeds):
     runs = {}
     for seed in seeds:
         path = run_path(results, dataset, variant, seed)
-        doc = _read_json(path)
+        doc = _result(path, 'metrics')
         if doc is not None:
             _check_identity(path, doc, dataset, variant)
             runs[seed] = (path, _from_metrics(path, doc))
@@ -136,7 +135,7 @@ def _runs(results, dataset, variant, seeds):
 def _complexity(results, dataset, variant, judged, shape):
     paths = result_paths(results, dataset, variant)
     out = {}
-    doc = _read_json(paths['judged_flops'])
+    doc = _result(paths['judged_flops'], 'flops')
     if doc is not None:
         _check_identity(paths['judged_flops'], doc, judged['dataset'], variant)
         flops = _from_flops(paths['judged_flops'], doc, judged['shape'], 'judged_complexity.shape')
@@ -148,7 +147,7 @@ def _complexity(results, dataset, variant, judged, shape):
         })
     path = layout.result_path(results, layout.dataset_flops(dataset, judged, shape), dataset=dataset,
                               variant=variant)
-    doc = _read_json(path)
+    doc = _result(path, 'flops')
     if doc is not None:
         _check_identity(path, doc, dataset, variant)
         flops = _from_flops(path, doc, shape, f'measure_shape.{dataset}')
@@ -161,7 +160,7 @@ def _complexity(results, dataset, variant, judged, shape):
 
 def _hypothesis(results, name, hyp, judged):
     path = measurement_path(results, name)
-    doc = _read_json(path)
+    doc = _result(path, 'flops')
     if doc is None:
         return {}
     _check_identity(path, doc, judged['dataset'], hyp['variant'])
@@ -195,6 +194,15 @@ def _read_json(path, holds='a JSON object'):
     return doc
 
 
+def _result(path, schema):
+    """A result file checked against its schema (workflow/schemas/), None when it does not exist."""
+    doc = _read_json(path)
+    problem = doc is not None and schemas.problem(doc, schema)
+    if problem:
+        raise CGRSegError(f'{path}: {problem}')
+    return doc
+
+
 def _check_identity(path, doc, dataset, variant):
     # A file copied into the wrong run directory would silently fill the wrong cell.
     for field, expected in (('dataset', dataset), ('variant', variant),
@@ -221,42 +229,26 @@ def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _is_shape(shape, length):
-    return isinstance(shape, list) and len(shape) == length and all(_is_count(x) for x in shape)
-
-
 def _from_metrics(path, doc):
-    mode = doc.get('mode')
-    if mode not in MIOU_MODES:
-        raise CGRSegError(f'{path}: "mode" must be one of {", ".join(MIOU_MODES)}, got {mode!r}')
-    if not isinstance(doc.get('demo'), bool):
-        raise CGRSegError(f'{path}: "demo" must be true or false')
     out = {'mIoU': _number(path, doc, 'mIoU')}
     for name in ('mAcc', 'aAcc'):
         if doc.get(name) is not None:
             out[name] = _number(path, doc, name)
-    out['mIoU_mode'] = mode
+    out['mIoU_mode'] = doc['mode']
     single = (doc.get('protocols') or {}).get('single_scale')
-    if isinstance(single, dict) and single.get('mIoU') is not None:
+    if single and single.get('mIoU') is not None:
         out['mIoU_ss'] = _number(path, doc, 'protocols', 'single_scale', 'mIoU')
     out['demo'] = doc['demo']
     if doc.get('iters') is not None:
-        if not _is_count(doc['iters']):
-            raise CGRSegError(f'{path}: "iters" must be a positive integer, got {doc["iters"]!r}')
         out['iters'] = doc['iters']
     return out
 
 
 def _from_flops(path, doc, hw, setting):
-    shape = doc.get('input_shape')
-    if not _is_shape(shape, 3):
-        raise CGRSegError(f'{path}: "input_shape" must be [C, H, W], got {shape!r}')
+    shape = doc['input_shape']
     if shape[1:] != list(hw):
         raise CGRSegError(f'{path}: measured at {shape[1]}x{shape[2]} but params.yaml {setting} '
                           f'asks for {hw[0]}x{hw[1]}; re-run cgrseg flops')
-    if not _is_count(doc.get('num_classes')):
-        raise CGRSegError(f'{path}: "num_classes" must be a positive integer, '
-                          f'got {doc.get("num_classes")!r}')
     return {'params_M': _number(path, doc, 'params_M'),
             'mmcv': _number(path, doc, 'gflops', 'mmcv'),
             'conv_linear_macs': _number(path, doc, 'gflops', 'conv_linear_macs'),
@@ -264,22 +256,14 @@ def _from_flops(path, doc, hw, setting):
 
 
 def _from_throughput(path, doc):
-    out = {'img_per_s': _number(path, doc, 'img_per_s')}
-    if doc.get('device') not in ('cuda', 'cpu'):
-        raise CGRSegError(f'{path}: "device" must be "cuda" or "cpu", got {doc.get("device")!r}')
-    out['throughput_device'] = doc['device']
-    if not isinstance(doc.get('device_name'), str) or not doc['device_name']:
-        raise CGRSegError(f'{path}: "device_name" must be a non-empty string')
-    out['throughput_device_name'] = doc['device_name']
-    if _is_count(doc.get('batch_size')):
-        out['throughput_batch_size'] = doc['batch_size']
-    shape = doc.get('input_shape')
-    if _is_shape(shape, 3):
-        out['throughput_input'] = f'{shape[1]}x{shape[2]}'
-    if isinstance(doc.get('dtype'), str):
-        out['throughput_dtype'] = doc['dtype']
-    if isinstance(doc.get('protocol'), str):
-        out['throughput_protocol'] = doc['protocol']
+    out = {'img_per_s': _number(path, doc, 'img_per_s'), 'throughput_device': doc['device'],
+           'throughput_device_name': doc['device_name']}
+    for field, name in (('batch_size', 'throughput_batch_size'), ('dtype', 'throughput_dtype'),
+                        ('protocol', 'throughput_protocol')):
+        if field in doc:
+            out[name] = doc[field]
+    if 'input_shape' in doc:
+        out['throughput_input'] = '{1}x{2}'.format(*doc['input_shape'])
     for name, protocol in (('img_per_s_fixed', 'fixed_size'), ('img_per_s_deploy', 'mmseg_benchmark_deploy')):
         if protocol in (doc.get('protocols') or {}):
             out[name] = _number(path, doc, 'protocols', protocol, 'img_per_s')
