@@ -51,7 +51,7 @@ def run_dag(root, cores):
 
 
 def rule_times(results):
-    """{rule: [jobs, wall s, cpu s, max wall s]} from results/<profile>/benchmarks/<rule>/..."""
+    """{rule: [jobs, wall s, cpu s, max wall s]} from results/<preset>/benchmarks/<rule>/..."""
     table = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
     bench = results / 'benchmarks'
     for path in sorted(bench.rglob('*.tsv')):
@@ -95,16 +95,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--keep', type=Path, help='run in DIR (kept) instead of a temporary directory')
     parser.add_argument('--cores', type=int, help="snakemake --cores (default: the profile's: all)")
-    parser.add_argument('--profile', default='demo', help='results/<profile> to read (default: demo)')
+    parser.add_argument('--preset', default='demo', help='results/<preset> to read (default: demo)')
     parser.add_argument('--summarize', type=Path, metavar='DIR', help='only summarize a finished run')
     args = parser.parse_args()
     if args.summarize:
-        return report(args.summarize / 'results' / args.profile)
+        return report(args.summarize / 'results' / args.preset)
     root = args.keep or Path(tempfile.mkdtemp(prefix='cgrseg-demo-'))
     root.mkdir(parents=True, exist_ok=True)
     fresh_copy(root)
     wall, cpu = run_dag(root, args.cores)
-    report(root / 'results' / args.profile, wall, cpu)
+    report(root / 'results' / args.preset, wall, cpu)
     if not args.keep:
         shutil.rmtree(root)
 

@@ -11,7 +11,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / 'scripts' / 'slurm-cluster.sh'
 VENV_BIN = Path(os.environ.get('VIRTUAL_ENV') or REPO / '.venv') / 'bin'
-WORKFLOW_FILES = ('Snakefile', 'workflow', 'params.yaml', 'profiles', 'configs')
 # status checks every few seconds instead of the plugin's 40 s; keep the sbatch logs to inspect them
 FAST = ['--slurm-init-seconds-before-status-checks', '2', '--slurm-keep-successful-logs']
 
@@ -97,10 +96,8 @@ def test_profile_submits_cpu_and_gpu_rules_through_sbatch(slurm, tmp_path):
     assert {jobs[j]: p for j, p in partitions.items()} == {'cpu_job': 'cpu', 'gpu_job': 'gpu'}
 
 
-def test_demo_dag_runs_through_slurm(slurm, tmp_path):
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+def test_demo_dag_runs_through_slurm(slurm, workflow, tmp_path):
+    workflow.copy(tmp_path)
     snakemake(['--workflow-profile', 'profiles/slurm', *FAST], tmp_path, timeout=1800)
 
     for target in ('results/demo/metrics.json', 'results/demo/diff.md', 'results/demo/diff.json',
@@ -108,7 +105,8 @@ def test_demo_dag_runs_through_slurm(slurm, tmp_path):
         assert (tmp_path / target).is_file(), target
     jobs = sbatch_jobs(tmp_path)
     per_rule = {rule: sum(r == rule for r in jobs.values()) for rule in set(jobs.values())}
-    # localrules (synth, download, tables) ran on the submit host; everything else went through sbatch
+    # localrules (synth, download, effective params, tables) ran on the submit host; everything else
+    # went through sbatch
     # (ADE20K's own flops at 512x512 are the judged ones: flops_judged; one hypothesis)
     assert per_rule == {'prepare': 3, 'train': 9, 'evaluate': 9, 'flops': 6, 'flops_judged': 3,
                         'hypothesis': 1, 'throughput': 9}
