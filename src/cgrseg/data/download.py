@@ -188,7 +188,9 @@ def _http_get(url, part, timeout, min_rate):
             if response.status_code == 416 and offset:
                 return _check_complete(response, part, offset)
             _raise_for_status(url, response)
-            if response.status_code != 206 or not _resumes_at(response, offset):
+            if response.status_code == 206 and not _resumes_at(response, offset):
+                _refuse_range(response, part, offset)
+            if response.status_code != 206:
                 offset = 0   # the server sent the whole file
             length = response.headers.get('Content-Length')
             total = offset + int(length) if length is not None else None
@@ -256,6 +258,13 @@ def _raise_for_status(url, response):
 
 def _resumes_at(response, offset):
     return response.headers.get('Content-Range', '').startswith(f'bytes {offset}-')
+
+
+def _refuse_range(response, part, offset):
+    """206 with a range that does not start where the .part ends: its bytes cannot be appended."""
+    part.unlink(missing_ok=True)
+    raise TransferError(f'the server answered bytes={offset}- with Content-Range '
+                        f'{response.headers.get("Content-Range")!r}; dropped the partial file to start over')
 
 
 def _check_complete(response, part, offset):

@@ -1,0 +1,117 @@
+"""Exact protocol counts and non-square inputs, where rounding or symmetry hid mistakes.
+
+- the throughput loops run on a clock that moves only when the model runs, each call by a known
+  duration, so img/s is an exact expectation (a loop that skips one image more changes it);
+- FLOPs and params of a model whose count depends on height and width apart (a 1x33 kernel without
+  padding), at a non-square size, against torch's own counter: H and W swapped gives another count.
+"""
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+
+pytest.importorskip('mmseg')
+
+from cgrseg.measure import throughput as T  # noqa: E402
+from reference import ade20k_config  # noqa: E402
+from test_throughput import fake_loader  # noqa: E402
+
+
+class Clock:
+    """``time.perf_counter`` that stands still except while the fake model runs."""
+
+    def __init__(self, durations):
+        self.now, self.durations = 0.0, list(durations)
+
+    def __call__(self):
+        return self.now
+
+    def tick(self):
+        self.now += self.durations.pop(0)
+
+
+class ClockedModel(nn.Module):
+    def __init__(self, clock):
+        super().__init__()
+        self.clock, self.inputs = clock, []
+
+    def forward(self, return_loss, rescale, img, img_metas):
+        assert (return_loss, rescale) == (False, True)
+        self.clock.tick()
+
+    def forward_dummy(self, x):
+        self.inputs.append(tuple(x.shape))
+        self.clock.tick()
+
+
+def test_benchmark_counts_exactly_the_images_after_skip(monkeypatch):
+    """200 images, the first 5 not counted: image 5 takes 0.5 s, the 194 after it 0.01 s each."""
+    durations = [1000.0] * 5 + [0.5] + [0.01] * 194
+    clock = Clock(durations)
+    monkeypatch.setattr(T.time, 'perf_counter', clock)
+    result = T.mmseg_benchmark(ClockedModel(clock), torch.device('cpu'), fake_loader(7), images=200, skip=5)
+    assert clock.durations == []                              # exactly 200 calls
+    assert result['img_per_s'] == round(195 / (0.5 + 194 * 0.01), 2) == 79.92
+    # one image more or less skipped gives another figure at this rounding
+    assert round(194 / (194 * 0.01), 2) != 79.92 and round(196 / (1000 + 0.5 + 194 * 0.01), 2) != 79.92
+
+
+def test_fixed_size_protocol_counts_warmup_repeats_and_iterations(monkeypatch):
+    """2 untimed passes, then 3 runs of 4 passes of a batch of 2 at 64x96; run r's passes take 0.1 (r+1) s."""
+    durations = [100.0, 100.0] + [0.1] * 4 + [0.2] * 4 + [0.3] * 4
+    clock = Clock(durations)
+    monkeypatch.setattr(T.time, 'perf_counter', clock)
+    model = ClockedModel(clock)
+    result = T.fixed_size(model, torch.device('cpu'), (64, 96), batch_size=2, dtype='float32', warmup=2,
+                          repeats=3, iters=4)
+    assert clock.durations == [] and set(model.inputs) == {(2, 3, 64, 96)}
+    runs = [2 * 4 / (4 * 0.1 * r) for r in (1, 2, 3)]     # images per second of each run
+    assert result['img_per_s_runs'] == [round(v, 2) for v in runs] == [20.0, 10.0, 6.67]
+    assert result['img_per_s'] == 10.0                       # the median
+    assert result['input_shape'] == [3, 64, 96] and (result['batch_size'], result['iters_per_repeat']) == (2, 4)
+    assert '64x96' in result['description']
+
+
+class Strip(nn.Module):
+    """A model whose MACs depend on H and W apart: a 1x33 kernel without padding narrows only W."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, (1, 33))
+        self.bn = nn.BatchNorm2d(64)
+        self.decode_head = SimpleNamespace(num_classes=64)
+
+    def forward_dummy(self, x):
+        return self.bn(self.conv(x))
+
+
+def torch_conv_macs(model, shape):
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.forward_dummy(torch.zeros(1, *shape))
+    return counter.get_total_flops() // 2
+
+
+def test_flops_of_a_non_square_input_keep_height_and_width(run_cli, monkeypatch, tmp_path):
+    from mmcv.cnn import get_model_complexity_info
+    import cgrseg.models.build as build
+    monkeypatch.setattr(build, 'build_model', lambda cfg: Strip())
+    out = tmp_path / 'f.json'
+    result = run_cli('flops', ade20k_config('t'), '--shape', 256, 384, '--out', out)
+    assert result.code == 0, result.err
+    doc = json.loads(out.read_text())
+    assert doc['input_shape'] == [3, 256, 384]
+    macs = torch_conv_macs(Strip(), (3, 256, 384))
+    assert macs == 64 * 256 * (384 - 32) * 3 * 33 != torch_conv_macs(Strip(), (3, 384, 256))
+    assert doc['gflops']['conv_linear_macs'] == round(macs / 1e9, 4)
+    reference = Strip()
+    reference.forward = reference.forward_dummy
+    flops, params = get_model_complexity_info(reference, (3, 256, 384), print_per_layer_stat=False,
+                                              as_strings=False)
+    assert doc['gflops']['mmcv'] == round(flops / 1e9, 4)
+    assert doc['params_M'] == round(params / 1e6, 4) == round((64 * 3 * 33 + 64 + 2 * 64) / 1e6, 4)
+    assert doc['num_classes'] == 64 and doc['gflops']['matmul_macs'] == 0.0
+    assert '256x384' in result.out

@@ -1,0 +1,201 @@
+"""Resume of a multi-process run and the durability order of checkpoints.
+
+- the sampler deals each rank its share as torch's DistributedSampler does, every position once, and
+  a seek continues each rank's own stream;
+- each rank restores its own random states (rank r, not rank 0);
+- end to end (slow): 2 CPU DDP processes resumed from a checkpoint of the middle of the run end with
+  the weights of the uninterrupted run, bit for bit, with ranks whose random states differ;
+- a checkpoint's temporary file reaches the disk (fsync) before it is renamed into place, and the
+  rename before the directory is flushed.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip('mmseg')
+torch = pytest.importorskip('torch')
+
+from cgrseg import cli  # noqa: E402
+from cgrseg.runner import checkpoints, resume  # noqa: E402
+from test_runner_robust import Augmented  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = ROOT / 'tests' / 'fixtures' / 'hooks'
+ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
+
+
+# -- the data stream of each rank ----------------------------------------------------------------
+
+@pytest.mark.parametrize('size,world', [(10, 3), (8, 2), (7, 4)])
+def test_each_rank_gets_the_share_torchs_distributed_sampler_deals(size, world):
+    """Unshuffled, the ranks' indices are DistributedSampler's (padding by repeating the head)."""
+    from torch.utils.data import DistributedSampler
+    for rank in range(world):
+        ours = resume.ResumableSampler(size, seed=0, shuffle=False, rank=rank, world_size=world)
+        theirs = DistributedSampler(range(size), num_replicas=world, rank=rank, shuffle=False)
+        assert [index for index, _, _ in ours] == list(theirs)
+        assert len(ours) == len(theirs)
+
+
+@pytest.mark.parametrize('size,world', [(10, 3), (8, 2)])
+def test_positions_count_across_ranks_once_each(size, world):
+    """Shuffled: position p of every rank holds element p of the epoch's padded order, each p once,
+    so each sample's augmentation seed is its own whatever the rank."""
+    seen = {}
+    for rank in range(world):
+        sampler = resume.ResumableSampler(size, seed=5, rank=rank, world_size=world)
+        sampler.seek(2, 0)
+        for index, epoch, position in sampler:
+            assert epoch == 2 and position not in seen
+            seen[position] = index
+    padded = -(-size // world) * world
+    assert sorted(seen) == list(range(padded))
+    order = [seen[p] for p in range(padded)]
+    assert sorted(set(order)) == list(range(size)) and order[size:] == order[:padded - size]
+
+
+def test_a_seek_continues_every_ranks_own_stream():
+    for rank in range(2):
+        full = resume.ResumableSampler(9, seed=4, rank=rank, world_size=2)
+        stream = list(full) + list(full)                   # epochs 0 and 1
+        resumed = resume.ResumableSampler(9, seed=4, rank=rank, world_size=2)
+        resumed.seek(0, 3)
+        assert list(resumed) + list(resumed) == stream[3:]
+        other = resume.ResumableSampler(9, seed=4, rank=1 - rank, world_size=2)
+        assert [index for index, _, _ in other] != [index for index, _, _ in stream[:5]]
+
+
+def test_the_position_after_some_iterations_of_a_rank():
+    """5 samples per rank (10 images, 2 ranks), batches of 2: 2 iterations per epoch."""
+    sampler = resume.ResumableSampler(10, seed=0, rank=1, world_size=2)
+    loader = torch.utils.data.DataLoader(Augmented(), batch_size=2, sampler=sampler, drop_last=True)
+    assert [resume.position(loader, done) for done in (0, 1, 2, 3, 5)] == [(0, 0), (0, 2), (1, 0), (1, 2), (2, 2)]
+
+
+# -- the random states of each rank ---------------------------------------------------------------
+
+class FakeRunner:
+    """What ExactResumeRunner._restore reads: the resumed meta, the train loader, a logger."""
+
+    def __init__(self, state, loader):
+        import logging
+        self._resumed, self._train_loader = {'exact_resume': state}, loader
+        self.logger, self.work_dir = logging.getLogger('test'), 'work'
+
+
+def states_of_two_ranks():
+    states = []
+    for seed in (11, 22):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        __import__('random').seed(seed)
+        states.append(resume.rng_state())
+    return states
+
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_each_rank_restores_its_own_random_states(monkeypatch, rank):
+    from cgrseg.runner import iter_runner
+    sampler = resume.ResumableSampler(8, seed=1, rank=rank, world_size=2)
+    loader = torch.utils.data.DataLoader(Augmented(), batch_size=2, sampler=sampler, drop_last=True)
+    states = states_of_two_ranks()
+    state = {'version': resume.STATE_VERSION, 'rng': states, 'data': resume.geometry(loader), 'epoch': 1,
+             'start': 2}
+    monkeypatch.setattr(iter_runner, 'get_dist_info', lambda: (rank, 2))
+    torch.manual_seed(999)
+    iter_runner.ExactResumeRunner._restore(FakeRunner(state, loader))
+    drawn = (torch.rand(3), np.random.rand(), __import__('random').random())
+    resume.set_rng_state(states[rank])
+    expected = (torch.rand(3), np.random.rand(), __import__('random').random())
+    assert torch.equal(drawn[0], expected[0]) and drawn[1:] == expected[1:]
+    assert (sampler.epoch, sampler.start) == (1, 2)
+
+
+# -- end to end: 2 processes, resumed in the middle ----------------------------------------------
+
+ITERS = 4
+
+
+def train_2_processes(config, work, data):
+    argv = ['train', config, '--work-dir', work, '--data-root', data, '--iters', ITERS, '--crop', 64,
+            '--samples-per-gpu', 2, '--cpu-processes', 2, '--no-pretrained', '--no-validate', '--workers', 0,
+            '--seed', 3, '--checkpoint-interval', 1]
+    assert cli.main([str(a) for a in argv]) == 0
+    return torch.load(work / f'iter_{ITERS}.pth', map_location='cpu', weights_only=False)
+
+
+@pytest.fixture(scope='module')
+def noisy_config(tmp_path_factory):
+    """CGRSeg-T on ADE20K whose ranks draw different amounts of randomness (tests/fixtures/hooks)."""
+    path = tmp_path_factory.mktemp('config') / 'cgrseg-t_ade20k_160k.py'
+    path.write_text(f'_base_ = [{str(ADE)!r}]\n'
+                    "custom_imports = dict(imports=['cgrseg.models', 'rank_noise'], allow_failed_imports=False)\n"
+                    "custom_hooks = [dict(type='RankNoiseHook')]\n"
+                    'checkpoint_config = dict(max_keep_ckpts=-1)\n')
+    return path
+
+
+@pytest.mark.slow
+def test_two_processes_resumed_mid_run_end_bitwise_like_the_uninterrupted_run(
+        prepared_datasets, noisy_config, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HOOKS))
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(HOOKS), *sys.path]))   # torchrun's processes
+    full = train_2_processes(noisy_config, tmp_path / 'full', prepared_datasets)
+    rng = full['meta']['exact_resume']['rng']
+    assert len(rng) == 2 and not torch.equal(rng[0]['torch'], rng[1]['torch'])   # the ranks differ
+    # the run as an interruption after iteration 1 leaves it: that checkpoint, and nothing after
+    work = tmp_path / 'resumed'
+    work.mkdir()
+    shutil.copy(tmp_path / 'full' / 'iter_1.pth', work / 'iter_1.pth')
+    resumed = train_2_processes(noisy_config, work, prepared_datasets)
+    assert resumed['meta']['iter'] == full['meta']['iter'] == ITERS - 1
+    for key, tensor in full['state_dict'].items():
+        assert torch.equal(tensor, resumed['state_dict'][key]), f'weights differ after the resume: {key}'
+    for index, state in full['optimizer']['state'].items():
+        for name, value in state.items():
+            other = resumed['optimizer']['state'][index][name]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other
+
+
+# -- durability order ------------------------------------------------------------------------------
+
+def record_disk_calls(monkeypatch):
+    """The fsyncs (of which file) and renames the checkpoint code makes, in order."""
+    calls, fsync, replace = [], os.fsync, os.replace
+
+    def recording_fsync(fd):
+        path = Path(os.readlink(f'/proc/self/fd/{fd}'))
+        calls.append(('fsync', path.name, path.stat().st_size if path.is_file() else None))
+        return fsync(fd)
+
+    def recording_replace(src, dst):
+        calls.append(('replace', Path(src).name, Path(dst).name))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, 'fsync', recording_fsync)
+    monkeypatch.setattr(os, 'replace', recording_replace)
+    return calls
+
+
+def test_a_checkpoint_is_on_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    calls = record_disk_calls(monkeypatch)
+    payload = b'x' * 5000
+    checkpoints.save_atomically(lambda tmp: Path(tmp).write_bytes(payload), tmp_path / 'iter_2.pth')
+    tmp = f'.iter_2.pth.{os.getpid()}{checkpoints.TMP_SUFFIX}'
+    assert calls == [('fsync', tmp, 5000),                 # the whole temporary file flushed first,
+                     ('replace', tmp, 'iter_2.pth'),        # then renamed,
+                     ('fsync', tmp_path.name, None)]        # then the directory entry flushed
+    assert (tmp_path / 'iter_2.pth').read_bytes() == payload
+
+
+def test_latest_is_switched_atomically_and_the_directory_flushed(tmp_path, monkeypatch):
+    (tmp_path / 'iter_2.pth').write_bytes(b'2')
+    calls = record_disk_calls(monkeypatch)
+    checkpoints.point_latest(tmp_path / 'iter_2.pth')
+    link = f'.latest.pth.{os.getpid()}{checkpoints.TMP_SUFFIX}'
+    assert calls == [('replace', link, 'latest.pth'), ('fsync', tmp_path.name, None)]
+    assert os.readlink(tmp_path / 'latest.pth') == 'iter_2.pth'
