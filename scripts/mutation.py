@@ -11,7 +11,7 @@ starts a module over. The table counts:
   behaviour (matched by function and by the changed lines, not by mutmut's number);
 - score: killed / (all - equivalent).
 
-Usage: scripts/mutation.sh [--fresh] [--list] [--jobs N] [MODULE ...]
+Usage: scripts/mutation.sh [--fresh] [--recheck] [--report] [--survivors] [--list] [--jobs N] [MODULE ...]
 """
 import argparse
 import json
@@ -47,7 +47,7 @@ MODULES = {
     'judge': (['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
               ['tests/test_tables.py', 'tests/test_tables_protocols.py', 'tests/test_tables_hypotheses.py']),
 }
-KILLED = {'killed', 'timeout', 'segfault', 'suspicious'}
+TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test process's start on a busy machine
 
 
 def setup_cfg(files, tests):
@@ -56,8 +56,11 @@ def setup_cfg(files, tests):
              # the slow end-to-end tests and SLURM are never part of a module's selection
              'pytest_add_cli_args =', '    -m', '    not slow', '    -p', '    no:cacheprovider',
              'also_copy =', *(f'    {p}' for p in ALSO_COPY),
-             # torch is not fork-safe once its thread pools ran: fork every mutant from a clean server
-             'process_isolation = forkserver', 'forkserver_warmup = none',
+             # every mutant is forked from a server that imported the tests but ran none (torch is not
+             # fork-safe once its thread pools ran; OMP_NUM_THREADS=1 keeps them from starting anyway)
+             'process_isolation = forkserver', 'forkserver_warmup = collect',
+             # a mutant's time limit is (its tests' duration + constant) x multiplier
+             f'timeout_constant = {TIMEOUT_CONSTANT}', 'timeout_multiplier = 15',
              'use_git_change_detection = false', 'on_dependency_change = ignore', '']
     return '\n'.join(lines)
 
@@ -76,15 +79,16 @@ def prepare(name, fresh):
     return folder
 
 
-def run_module(name, folder, jobs):
+def run_module(name, folder, jobs, mutants=()):
+    """``mutmut run`` in the module's folder: every undecided mutant, or the ``mutants`` named."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                PYTHONHASHSEED='0', MPLBACKEND='Agg')
     mutmut = Path(sys.executable).with_name('mutmut')
     log = folder / 'mutmut.log'
     start = time.monotonic()
-    with open(log, 'w') as out:
-        code = subprocess.call([str(mutmut), 'run', '--max-children', str(jobs)], cwd=folder, env=env,
-                               stdout=out, stderr=subprocess.STDOUT)
+    with open(log, 'a') as out:
+        code = subprocess.call([str(mutmut), 'run', '--max-children', str(jobs), *mutants], cwd=folder,
+                               env=env, stdout=out, stderr=subprocess.STDOUT)
     return code, time.monotonic() - start, log
 
 
@@ -169,6 +173,8 @@ def main(argv=None):
     parser.add_argument('modules', nargs='*', help=f'default: all of {", ".join(MODULES)}')
     parser.add_argument('--fresh', action='store_true', help='forget earlier verdicts of these modules')
     parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='mutants tested at once')
+    parser.add_argument('--recheck', action='store_true',
+                        help='test the survivors of earlier runs again (after tests were added)')
     parser.add_argument('--report', action='store_true', help='only print the table of earlier runs')
     parser.add_argument('--survivors', action='store_true', help='print the diff of every survivor')
     parser.add_argument('--list', action='store_true', help='list the modules, their files and tests')
@@ -188,6 +194,11 @@ def main(argv=None):
         if not args.report:
             print(f'{name}: mutmut run (log: {folder / "mutmut.log"})', flush=True)
             code, seconds, log = run_module(name, folder, args.jobs)
+            if args.recheck and not code:   # survivors of earlier runs, against the tests as they are now
+                _, survivors = summarise(name, folder, equivalents)
+                if survivors:
+                    code, more, log = run_module(name, folder, args.jobs, [m for m, _, _ in survivors])
+                    seconds += more
             minutes = seconds / 60
             if code:
                 failed.append(f'{name}: mutmut exited with {code}; see {log}')
