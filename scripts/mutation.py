@@ -11,9 +11,10 @@ starts a module over. The table counts:
   behaviour (matched by function and by the changed lines, not by mutmut's number);
 - score: killed / (all - equivalent).
 
-Usage: scripts/mutation.sh [--fresh] [--recheck] [--report] [--survivors] [--list] [--jobs N] [MODULE ...]
+Usage: scripts/mutation.sh [--fresh] [--sample DIGITS] [--recheck] [--report] [--survivors] [--list] [--jobs N] [MODULE ...]
 """
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -30,24 +31,62 @@ EQUIVALENT = ROOT / 'scripts' / 'mutation-equivalent.yaml'
 # what the tests read besides src/ and tests/ (copied into mutants/)
 ALSO_COPY = ('configs', 'params.yaml')
 
-# module: (files to mutate, test files that decide on them)
+# module: files to mutate, the test files (or test ids) that decide on them, and optionally the functions
+# of those files that make the module (mutmut names: package.module.x_function, .xǁClassǁmethod);
+# argument parsers and progress display are left out.
 MODULES = {
-    'labels': (['src/cgrseg/data/labels.py', 'src/cgrseg/data/coco_stuff10k.py',
-                'src/cgrseg/data/pascal_context.py'],
-               ['tests/test_data_prepare.py', 'tests/test_data_mmseg.py']),
-    'download': (['src/cgrseg/data/download.py'],
-                 ['tests/test_data_download.py', 'tests/test_download_mutations.py']),
-    'checkpoints': (['src/cgrseg/runner/checkpoints.py', 'src/cgrseg/runner/resume.py'],
-                    ['tests/test_runner_robust.py', 'tests/test_resume_mutations.py']),
-    'grouped_bn': (['src/cgrseg/models/grouped_bn.py'], ['tests/test_ddp.py']),
-    'deploy': (['src/cgrseg/models/deploy.py'], ['tests/test_deploy.py']),
-    'flops': (['src/cgrseg/measure/flops.py'], ['tests/test_measure.py', 'tests/test_measure_mutations.py']),
-    'throughput': (['src/cgrseg/measure/throughput.py'],
-                   ['tests/test_throughput.py', 'tests/test_measure_mutations.py']),
-    'judge': (['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
-              ['tests/test_tables.py', 'tests/test_tables_protocols.py', 'tests/test_tables_hypotheses.py']),
+    'labels': dict(
+        files=['src/cgrseg/data/labels.py', 'src/cgrseg/data/coco_stuff10k.py', 'src/cgrseg/data/pascal_context.py'],
+        tests=['tests/test_data_prepare.py', 'tests/test_data_mmseg.py'],
+        functions=['cgrseg.data.labels.*', 'cgrseg.data.coco_stuff10k.x_map_labels',
+                   'cgrseg.data.coco_stuff10k.x__map_slice', 'cgrseg.data.coco_stuff10k.x_label_field',
+                   'cgrseg.data.coco_stuff10k.x__convert_one', 'cgrseg.data.pascal_context.x_decode',
+                   'cgrseg.data.pascal_context.x__convert_one', 'cgrseg.data.pascal_context.x__tasks']),
+    'download': dict(
+        files=['src/cgrseg/data/download.py'],
+        tests=['tests/test_data_download.py', 'tests/test_download_mutations.py'],
+        functions=['cgrseg.data.download.x_plan', 'cgrseg.data.download.x_fetch', 'cgrseg.data.download.x__fetch',
+                   'cgrseg.data.download.x__verify', 'cgrseg.data.download.x_format_problem',
+                   'cgrseg.data.download.x__looks_like', 'cgrseg.data.download.x__transfer',
+                   'cgrseg.data.download.x__copy_file', 'cgrseg.data.download.x__http_get',
+                   'cgrseg.data.download.xǁRateGuardǁ*', 'cgrseg.data.download.x__blocks',
+                   'cgrseg.data.download.x__raise_for_status', 'cgrseg.data.download.x__resumes_at',
+                   'cgrseg.data.download.x__refuse_range', 'cgrseg.data.download.x__check_complete']),
+    'checkpoints': dict(
+        files=['src/cgrseg/runner/checkpoints.py', 'src/cgrseg/runner/resume.py'],
+        tests=['tests/test_runner_robust.py', 'tests/test_resume_mutations.py']),
+    'grouped_bn': dict(
+        files=['src/cgrseg/models/grouped_bn.py'],
+        tests=['tests/test_ddp.py']),
+    'deploy': dict(
+        files=['src/cgrseg/models/deploy.py'],
+        tests=['tests/test_deploy_mutations.py', 'tests/test_deploy.py::test_deploy_output_equals_the_unfused_model[t]',
+               'tests/test_deploy.py::test_a_wrong_fold_fails_the_comparison',
+               'tests/test_deploy.py::test_pointwise_is_the_1x1_conv_in_either_layout',
+               'tests/test_deploy.py::test_a_bn_before_a_padded_conv_is_not_folded',
+               'tests/test_deploy.py::test_deploy_needs_eval_mode_and_refuses_training']),
+    'flops': dict(
+        files=['src/cgrseg/measure/flops.py'],
+        tests=['tests/test_measure_mutations.py', 'tests/test_measure.py::test_mac_counter_on_a_hand_counted_model',
+               'tests/test_measure.py::test_flops_command_gives_the_official_counts[t]',
+               'tests/test_measure.py::test_conv_linear_macs_agree_with_torchs_flop_counter'],
+        functions=['cgrseg.measure.flops.x_count_params', 'cgrseg.measure.flops.x__conv_macs',
+                   'cgrseg.measure.flops.x__matmul_counter', 'cgrseg.measure.flops.x_count_macs',
+                   'cgrseg.measure.flops.x_mmcv_flops', 'cgrseg.measure.flops.x_measure',
+                   'cgrseg.measure.flops.x_model_name', 'cgrseg.measure.flops.x_variant_of',
+                   'cgrseg.measure.flops.x_dataset_of', 'cgrseg.measure.flops.x_run']),
+    'throughput': dict(
+        files=['src/cgrseg/measure/throughput.py'],
+        tests=['tests/test_throughput.py', 'tests/test_measure_mutations.py'],
+        functions=['cgrseg.measure.throughput.x_timed_runs', 'cgrseg.measure.throughput.x_fixed_size',
+                   'cgrseg.measure.throughput.x__endless', 'cgrseg.measure.throughput.x_mmseg_benchmark',
+                   'cgrseg.measure.throughput.x__test_config', 'cgrseg.measure.throughput.x__loader',
+                   'cgrseg.measure.throughput.x__model', 'cgrseg.measure.throughput.x__workers',
+                   'cgrseg.measure.throughput.x__check', 'cgrseg.measure.throughput.x_measure']),
+    'judge': dict(
+        files=['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
+        tests=['tests/test_tables.py', 'tests/test_tables_protocols.py', 'tests/test_tables_hypotheses.py']),
 }
-TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test process's start on a busy machine
 
 
 def setup_cfg(files, tests):
@@ -66,7 +105,7 @@ def setup_cfg(files, tests):
 
 
 def prepare(name, fresh):
-    files, tests = MODULES[name]
+    files, tests = MODULES[name]['files'], MODULES[name]['tests']
     folder = WORK / name
     if fresh and folder.exists():
         shutil.rmtree(folder)
@@ -79,7 +118,7 @@ def prepare(name, fresh):
     return folder
 
 
-def run_module(name, folder, jobs, mutants=()):
+def run_module(folder, jobs, mutants=()):
     """``mutmut run`` in the module's folder: every undecided mutant, or the ``mutants`` named."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                PYTHONHASHSEED='0', MPLBACKEND='Agg')
@@ -96,7 +135,7 @@ def verdicts(name, folder):
     """{mutant name: status} of the module's files."""
     from mutmut.stats import status_by_exit_code
     found = {}
-    for path in MODULES[name][0]:
+    for path in MODULES[name]['files']:
         meta = folder / 'mutants' / f'{path}.meta'
         if meta.exists():
             codes = json.loads(meta.read_text())['exit_code_by_key']
@@ -135,8 +174,30 @@ def is_equivalent(change, equivalents):
     return any(function == f and removed == r and added == a for f, r, a, _ in equivalents)
 
 
-def summarise(name, folder, equivalents):
-    found = verdicts(name, folder)
+def selected(name, mutant, sample=''):
+    """Whether ``mutant`` belongs to the module (its functions) and to the ``--sample`` (its last digit:
+    ``--sample 37`` is a fifth of the mutants, spread over every function)."""
+    functions = MODULES[name].get('functions')
+    if functions and not any(fnmatch.fnmatch(function_of(mutant), f) for f in functions):
+        return False
+    return not sample or mutant[-1] in sample
+
+
+def run_selected(name, folder, jobs, sample, recheck, equivalents):
+    """Generate the mutants (mutmut stops there when asked for a mutant that does not exist), then test
+    the undecided ones of the module by name: a rerun resumes, and the order never matters."""
+    run_module(folder, jobs, ['--generate-only--'])
+    todo = [m for m, status in verdicts(name, folder).items() if selected(name, m, sample) and status == 'not checked']
+    if recheck:
+        _, survivors = summarise(name, folder, equivalents, sample)
+        todo += [m for m, _, _ in survivors]
+    if not todo:
+        return 0, 0.0, folder / 'mutmut.log'
+    return run_module(folder, jobs, todo)
+
+
+def summarise(name, folder, equivalents, sample=''):
+    found = {m: s for m, s in verdicts(name, folder).items() if selected(name, m, sample)}
     row = dict(module=name, mutants=len(found), killed=0, timeout=0, survived=0, no_tests=0,
                equivalent=0, pending=0)
     survivors = []
@@ -173,6 +234,8 @@ def main(argv=None):
     parser.add_argument('modules', nargs='*', help=f'default: all of {", ".join(MODULES)}')
     parser.add_argument('--fresh', action='store_true', help='forget earlier verdicts of these modules')
     parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='mutants tested at once')
+    parser.add_argument('--sample', default='', metavar='DIGITS',
+                        help='only the mutants whose number ends in one of DIGITS (37: a fifth), for an estimate')
     parser.add_argument('--recheck', action='store_true',
                         help='test the survivors of earlier runs again (after tests were added)')
     parser.add_argument('--report', action='store_true', help='only print the table of earlier runs')
@@ -183,8 +246,10 @@ def main(argv=None):
     if unknown:
         parser.error(f'unknown module(s) {", ".join(unknown)}; choose from {", ".join(MODULES)}')
     if args.list:
-        for name, (files, tests) in MODULES.items():
-            print(f'{name}: {" ".join(files)}\n    tests: {" ".join(tests)}')
+        for name, spec in MODULES.items():
+            print(f'{name}: {" ".join(spec["files"])}\n    tests: {" ".join(spec["tests"])}')
+            if spec.get('functions'):
+                print(f'    functions: {" ".join(spec["functions"])}')
         return 0
     equivalents = load_equivalent()
     rows, failed = [], []
@@ -193,16 +258,11 @@ def main(argv=None):
         minutes = 0.0
         if not args.report:
             print(f'{name}: mutmut run (log: {folder / "mutmut.log"})', flush=True)
-            code, seconds, log = run_module(name, folder, args.jobs)
-            if args.recheck and not code:   # survivors of earlier runs, against the tests as they are now
-                _, survivors = summarise(name, folder, equivalents)
-                if survivors:
-                    code, more, log = run_module(name, folder, args.jobs, [m for m, _, _ in survivors])
-                    seconds += more
+            code, seconds, log = run_selected(name, folder, args.jobs, args.sample, args.recheck, equivalents)
             minutes = seconds / 60
             if code:
                 failed.append(f'{name}: mutmut exited with {code}; see {log}')
-        row, survivors = summarise(name, folder, equivalents)
+        row, survivors = summarise(name, folder, equivalents, args.sample)
         row['minutes'] = minutes
         rows.append(row)
         if args.survivors:
