@@ -30,6 +30,7 @@ WORK = ROOT / '.mutation'
 EQUIVALENT = ROOT / 'scripts' / 'mutation-equivalent.yaml'
 # what the tests read besides src/ and tests/ (copied into mutants/)
 ALSO_COPY = ('configs', 'params.yaml')
+TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test process's start on a busy machine
 
 # module: files to mutate, the test files (or test ids) that decide on them, and optionally the functions
 # of those files that make the module (mutmut names: package.module.x_function, .xǁClassǁmethod);
@@ -54,10 +55,13 @@ MODULES = {
                    'cgrseg.data.download.x__refuse_range', 'cgrseg.data.download.x__check_complete']),
     'checkpoints': dict(
         files=['src/cgrseg/runner/checkpoints.py', 'src/cgrseg/runner/resume.py'],
-        tests=['tests/test_runner_robust.py', 'tests/test_resume_mutations.py']),
+        tests=['tests/test_runner_robust.py', 'tests/test_resume_mutations.py',
+               'tests/test_runner.py::test_latest_checkpoint_picks_the_newest',
+               'tests/test_runner.py::test_load_meta_rejects_what_is_not_a_checkpoint',
+               'tests/test_runner.py::test_resume_continues_after_the_saved_step']),
     'grouped_bn': dict(
         files=['src/cgrseg/models/grouped_bn.py'],
-        tests=['tests/test_ddp.py']),
+        tests=['tests/test_ddp.py', 'tests/test_grouped_bn_mutations.py']),
     'deploy': dict(
         files=['src/cgrseg/models/deploy.py'],
         tests=['tests/test_deploy_mutations.py', 'tests/test_deploy.py::test_deploy_output_equals_the_unfused_model[t]',
@@ -186,14 +190,17 @@ def selected(name, mutant, sample=''):
 def run_selected(name, folder, jobs, sample, recheck, equivalents):
     """Generate the mutants (mutmut stops there when asked for a mutant that does not exist), then test
     the undecided ones of the module by name: a rerun resumes, and the order never matters."""
-    run_module(folder, jobs, ['--generate-only--'])
+    code, seconds, log = run_module(folder, jobs, ['no.such.mutant'])
+    if not verdicts(name, folder):
+        return code or 1, seconds, log   # generation or the test statistics failed: the log says why
     todo = [m for m, status in verdicts(name, folder).items() if selected(name, m, sample) and status == 'not checked']
     if recheck:
         _, survivors = summarise(name, folder, equivalents, sample)
         todo += [m for m, _, _ in survivors]
     if not todo:
-        return 0, 0.0, folder / 'mutmut.log'
-    return run_module(folder, jobs, todo)
+        return 0, seconds, log
+    code, more, log = run_module(folder, jobs, todo)
+    return code, seconds + more, log
 
 
 def summarise(name, folder, equivalents, sample=''):

@@ -20,6 +20,7 @@ pytest.importorskip('mmseg')
 torch = pytest.importorskip('torch')
 
 from cgrseg import cli  # noqa: E402
+from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.runner import checkpoints, resume  # noqa: E402
 from test_runner_robust import Augmented  # noqa: E402
 
@@ -199,3 +200,105 @@ def test_latest_is_switched_atomically_and_the_directory_flushed(tmp_path, monke
     link = f'.latest.pth.{os.getpid()}{checkpoints.TMP_SUFFIX}'
     assert calls == [('replace', link, 'latest.pth'), ('fsync', tmp_path.name, None)]
     assert os.readlink(tmp_path / 'latest.pth') == 'iter_2.pth'
+
+
+# -- reading and pruning checkpoints ---------------------------------------------------------------
+
+def test_what_is_not_an_mmcv_checkpoint_is_named(tmp_path):
+    cases = {'list.pth': [1, 2], 'nostate.pth': {'meta': {'iter': 1}}}
+    for name, content in cases.items():
+        torch.save(content, tmp_path / name)
+        with pytest.raises(CGRSegError, match=f'^{tmp_path / name}: not an mmcv checkpoint \\(no state_dict\\)$'):
+            checkpoints.load(tmp_path / name)
+    torch.save({'state_dict': {}, 'meta': [3]}, tmp_path / 'badmeta.pth')
+    with pytest.raises(CGRSegError, match=r'badmeta.pth: not an mmcv checkpoint \(meta is not a dict\)$'):
+        checkpoints.load_meta(tmp_path / 'badmeta.pth')
+    with pytest.raises(CGRSegError, match=f'^{tmp_path / "gone.pth"}: no such checkpoint$'):
+        checkpoints.load(tmp_path / 'gone.pth')
+    (tmp_path / 'garbage.pth').write_bytes(b'\x80\x02garbage that is no pickle')
+    with pytest.raises(CGRSegError) as err:
+        checkpoints.load(tmp_path / 'garbage.pth')
+    reason = str(err.value).split('cannot read checkpoint: ', 1)[1]
+    assert reason and reason != 'None' and '\n' not in reason
+    torch.save({'state_dict': {'w': torch.ones(2)}}, tmp_path / 'nometa.pth')
+    assert checkpoints.load_meta(tmp_path / 'nometa.pth') == {}
+
+
+def test_resume_reads_checkpoints_without_running_their_code(tmp_path):
+    """weights_only: a checkpoint whose pickle would call a function is skipped, the call never made."""
+    marker = tmp_path / 'ran'
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({'state_dict': {}, 'meta': {'iter': 0, 'x': Payload()}}, tmp_path / 'iter_1.pth')
+    warnings = []
+    assert checkpoints.resumable(tmp_path, warnings.append) == (None, None)
+    assert not marker.exists() and 'iter_1.pth: cannot read checkpoint' in warnings[0]
+
+
+def test_a_checkpoint_written_on_a_gpu_is_read_on_the_cpu(tmp_path):
+    """Its storages say 'cuda': read with map_location='cpu' it loads on a machine without a GPU."""
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    torch.save({'state_dict': {'w': torch.arange(3.)}, 'meta': {'iter': 4}}, buffer)
+    path = tmp_path / 'iter_5.pth'
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith('data.pkl'):
+                assert data.count(b'X\x03\x00\x00\x00cpu') == 1
+                data = data.replace(b'X\x03\x00\x00\x00cpu', b'X\x04\x00\x00\x00cuda')
+            dst.writestr(info, data)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match='CUDA'):
+            torch.load(path, weights_only=True)   # what a load without map_location does here
+    assert torch.equal(checkpoints.load(path)['state_dict']['w'], torch.arange(3.))
+    assert checkpoints.load_meta(path, weights_only=True) == {'iter': 4}
+
+
+@pytest.mark.parametrize('keep,left', [(0, [5, 4, 3]), (-1, [5, 4, 3]), (1, [5]), (2, [5, 4])])
+def test_prune_keeps_the_newest_n_and_zero_keeps_all(tmp_path, keep, left):
+    for n in (3, 4, 5):
+        (tmp_path / f'iter_{n}.pth').touch()
+    checkpoints.prune(tmp_path, keep)
+    assert sorted((int(p.stem[5:]) for p in tmp_path.glob('iter_*.pth')), reverse=True) == left
+
+
+def test_prune_tolerates_a_checkpoint_deleted_meanwhile(tmp_path, monkeypatch):
+    (tmp_path / 'iter_9.pth').touch()
+    monkeypatch.setattr(checkpoints, 'numbered', lambda work_dir: [tmp_path / 'iter_9.pth', tmp_path / 'iter_8.pth'])
+    checkpoints.prune(tmp_path, 1)   # iter_8.pth went away between the listing and the unlink
+    assert (tmp_path / 'iter_9.pth').exists()
+
+
+# -- data-loader workers and the preemption signals --------------------------------------------------
+
+class SignalReport(torch.utils.data.Dataset):
+    """Each item: (SIGTERM ignored?, SIGUSR1 ignored?, what the loader's own worker_init_fn recorded)."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import signal
+        return torch.tensor([signal.getsignal(signal.SIGTERM) == signal.SIG_IGN,
+                             signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN, INIT_SEEN.get('worker', -1)])
+
+
+INIT_SEEN = {}
+
+
+def record_worker(worker_id):
+    INIT_SEEN['worker'] = worker_id + 10
+
+
+def test_validation_workers_ignore_preemption_and_still_run_the_loaders_init():
+    loader = torch.utils.data.DataLoader(SignalReport(), batch_size=2, num_workers=1,
+                                         worker_init_fn=record_worker, multiprocessing_context='fork')
+    shielded = resume.shielded_loader(loader)
+    assert shielded.dataset is loader.dataset and shielded.sampler is loader.sampler
+    assert next(iter(shielded)).tolist() == [[1, 1, 10], [1, 1, 10]]
+    assert next(iter(loader)).tolist() == [[0, 0, 10], [0, 0, 10]]   # the loader itself is unchanged
