@@ -302,3 +302,24 @@ def test_validation_workers_ignore_preemption_and_still_run_the_loaders_init():
     assert shielded.dataset is loader.dataset and shielded.sampler is loader.sampler
     assert next(iter(shielded)).tolist() == [[1, 1, 10], [1, 1, 10]]
     assert next(iter(loader)).tolist() == [[0, 0, 10], [0, 0, 10]]   # the loader itself is unchanged
+
+
+@pytest.mark.parametrize('key,changed', [('seed', 2), ('dataset_size', 9), ('shuffle', False), ('world_size', 1),
+                                         ('batch_size', 4)])
+def test_a_changed_data_stream_is_refused_naming_what_changed(monkeypatch, key, changed):
+    from cgrseg.runner import iter_runner
+    sampler = resume.ResumableSampler(8, seed=1, rank=0, world_size=2)
+    loader = torch.utils.data.DataLoader(Augmented(), batch_size=2, sampler=sampler, drop_last=True)
+    saved = dict(resume.geometry(loader))
+    assert saved == {'seed': 1, 'dataset_size': 8, 'shuffle': True, 'world_size': 2, 'batch_size': 2}
+    saved[key] = changed
+    state = {'version': resume.STATE_VERSION, 'rng': states_of_two_ranks(), 'data': saved, 'epoch': 0, 'start': 0}
+    monkeypatch.setattr(iter_runner, 'get_dist_info', lambda: (0, 2))
+    now = resume.geometry(loader)[key]
+    with pytest.raises(CGRSegError, match=f'the data stream changed \\({key} {changed} -> {now}\\)'):
+        iter_runner.ExactResumeRunner._restore(FakeRunner(state, loader))
+
+
+def test_an_error_is_named_by_its_first_line_or_its_type():
+    assert checkpoints.first_line(ValueError('  first\nsecond  ')) == 'first'
+    assert checkpoints.first_line(EOFError()) == 'EOFError'
