@@ -323,3 +323,36 @@ def test_a_changed_data_stream_is_refused_naming_what_changed(monkeypatch, key, 
 def test_an_error_is_named_by_its_first_line_or_its_type():
     assert checkpoints.first_line(ValueError('  first\nsecond  ')) == 'first'
     assert checkpoints.first_line(EOFError()) == 'EOFError'
+
+
+class FakeCuda:
+    """torch.cuda as a machine with ``count`` initialised GPUs shows it to rng_state/set_rng_state."""
+
+    def __init__(self, count):
+        self.count, self.restored = count, None
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: self.count > 0)
+        monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: self.count > 0)
+        monkeypatch.setattr(torch.cuda, 'device_count', lambda: self.count)
+        monkeypatch.setattr(torch.cuda, 'get_rng_state_all', lambda: [torch.full((4,), g) for g in range(self.count)])
+        monkeypatch.setattr(torch.cuda, 'set_rng_state_all', lambda states: setattr(self, 'restored', states))
+        return self
+
+
+def test_gpu_random_states_are_saved_and_restored_per_gpu(monkeypatch):
+    FakeCuda(2).install(monkeypatch)
+    state = resume.rng_state()
+    assert [s.tolist() for s in state['cuda']] == [[0] * 4, [1] * 4]
+    cuda = FakeCuda(2).install(monkeypatch)
+    resume.set_rng_state(state)
+    assert cuda.restored is state['cuda']
+    FakeCuda(1).install(monkeypatch)
+    with pytest.raises(CGRSegError, match='^checkpoint holds random states of 2 GPUs, this process sees 1$'):
+        resume.set_rng_state(state)
+    cpu = FakeCuda(0).install(monkeypatch)
+    resume.set_rng_state(state)                      # a GPU checkpoint resumed on the CPU: no GPU state to set
+    assert cpu.restored is None and 'cuda' not in resume.rng_state()
+    gpu = FakeCuda(2).install(monkeypatch)
+    resume.set_rng_state(dict(state, cuda=None))     # a CPU checkpoint resumed on GPUs: nothing to restore
+    assert gpu.restored is None
