@@ -115,3 +115,19 @@ def test_flops_of_a_non_square_input_keep_height_and_width(run_cli, monkeypatch,
     assert doc['params_M'] == round(params / 1e6, 4) == round((64 * 3 * 33 + 64 + 2 * 64) / 1e6, 4)
     assert doc['num_classes'] == 64 and doc['gflops']['matmul_macs'] == 0.0
     assert '256x384' in result.out
+
+
+@pytest.mark.parametrize('key,lowest', [('throughput_images', 6), ('throughput_repeats', 1), ('throughput_iters', 1),
+                                        ('checkpoint_interval', 1), ('train_repeat', 1), ('samples_per_gpu', 1)])
+def test_a_profile_bound_is_exactly_where_the_protocol_puts_it(key, lowest):
+    """throughput_images: the first 5 images are never timed, so 6 is the least that measures one;
+    the counts below it are refused by name, the bound itself accepted."""
+    import copy
+    from cgrseg.io import load_yaml
+    from cgrseg.params import problems
+    from reference import REPO
+    params = load_yaml(REPO / 'params.yaml', 'params file')
+    ok, low = copy.deepcopy(params), copy.deepcopy(params)
+    ok['profiles']['demo'][key], low['profiles']['demo'][key] = lowest, lowest - 1
+    assert problems(ok) == []
+    assert problems(low) == [f'params.yaml: profiles.demo.{key}: {lowest - 1} is less than the minimum of {lowest}']
