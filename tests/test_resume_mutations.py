@@ -356,3 +356,44 @@ def test_gpu_random_states_are_saved_and_restored_per_gpu(monkeypatch):
     gpu = FakeCuda(2).install(monkeypatch)
     resume.set_rng_state(dict(state, cuda=None))     # a CPU checkpoint resumed on GPUs: nothing to restore
     assert gpu.restored is None
+
+
+def test_the_per_sample_seeds_are_the_recorded_rule():
+    """Checkpoints resume exactly only while this rule holds: Python's seed is word 0 of
+    SeedSequence([seed, epoch, position]), NumPy's the four words, torch's words 1 and 2 as 64 bits."""
+    for key in ((0, 0, 0), (3, 1, 7), (5, 2, 11)):
+        words = np.random.SeedSequence(list(key)).generate_state(4, np.uint32)
+        py_seed, np_seed, torch_seed = resume._sample_seed(*key)
+        assert py_seed == int(words[0]) and list(np_seed) == list(words)
+        assert torch_seed == int(words[1]) * 2 ** 32 + int(words[2])
+    seeds = {resume._sample_seed(3, epoch, position)[2] for epoch in range(3) for position in range(20)}
+    assert len(seeds) == 60   # every sample its own torch stream
+
+
+def test_an_uninitialised_gpu_is_left_alone(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: False)
+    monkeypatch.setattr(torch.cuda, 'get_rng_state_all', lambda: pytest.fail('would initialise CUDA'))
+    assert 'cuda' not in resume.rng_state()
+
+
+def test_failed_writes_are_one_line_naming_the_file(tmp_path):
+    target = tmp_path / 'iter_1.pth'
+
+    def torch_writer_fails(tmp):
+        raise RuntimeError('PytorchStreamWriter failed writing file data/0: file write failed\ndetails')
+
+    with pytest.raises(CGRSegError, match=f'^{target}: cannot write checkpoint: PytorchStreamWriter failed '
+                                          'writing file data/0: file write failed$'):
+        checkpoints.save_atomically(torch_writer_fails, target)
+
+    def bare_oserror(tmp):
+        raise OSError('no reason given')
+
+    with pytest.raises(CGRSegError, match=f'^{target}: cannot write checkpoint: no reason given$'):
+        checkpoints.save_atomically(bare_oserror, target)
+    missing = tmp_path / 'gone' / 'iter_1.pth'
+    with pytest.raises(CGRSegError, match=f'^{missing.with_name("latest.pth")}: cannot update the link: '
+                                          'No such file or directory$'):
+        checkpoints.point_latest(missing)
+    assert list(tmp_path.iterdir()) == []
