@@ -38,7 +38,7 @@ TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test proce
 MODULES = {
     'labels': dict(
         files=['src/cgrseg/data/labels.py', 'src/cgrseg/data/coco_stuff10k.py', 'src/cgrseg/data/pascal_context.py'],
-        tests=['tests/test_data_prepare.py', 'tests/test_data_mmseg.py'],
+        tests=['tests/test_labels_mutations.py', 'tests/test_data_prepare.py', 'tests/test_data_bad_input.py'],
         functions=['cgrseg.data.labels.*', 'cgrseg.data.coco_stuff10k.x_map_labels',
                    'cgrseg.data.coco_stuff10k.x__map_slice', 'cgrseg.data.coco_stuff10k.x_label_field',
                    'cgrseg.data.coco_stuff10k.x__convert_one', 'cgrseg.data.pascal_context.x_decode',
