@@ -397,3 +397,19 @@ def test_failed_writes_are_one_line_naming_the_file(tmp_path):
                                           'No such file or directory$'):
         checkpoints.point_latest(missing)
     assert list(tmp_path.iterdir()) == []
+
+
+def keep_first(batch):
+    return batch[0]
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_the_rebuilt_loaders_keep_every_setting_of_mmsegs(workers):
+    extra = dict(prefetch_factor=3, persistent_workers=True, multiprocessing_context='fork') if workers else {}
+    loader = torch.utils.data.DataLoader(Augmented(), batch_size=3, shuffle=True, drop_last=True,
+                                         num_workers=workers, collate_fn=keep_first, pin_memory=True,
+                                         timeout=7 if workers else 0, **extra)
+    for rebuilt in (resume.resumable_loader(loader, seed=1), resume.shielded_loader(loader)):
+        for name in ('batch_size', 'num_workers', 'collate_fn', 'pin_memory', 'drop_last', 'timeout',
+                     'persistent_workers', 'prefetch_factor', 'multiprocessing_context'):
+            assert getattr(rebuilt, name) == getattr(loader, name), name
