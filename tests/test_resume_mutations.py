@@ -413,3 +413,27 @@ def test_the_rebuilt_loaders_keep_every_setting_of_mmsegs(workers):
         for name in ('batch_size', 'num_workers', 'collate_fn', 'pin_memory', 'drop_last', 'timeout',
                      'persistent_workers', 'prefetch_factor', 'multiprocessing_context'):
             assert getattr(rebuilt, name) == getattr(loader, name), name
+
+
+@pytest.mark.parametrize('shuffle', [True, False])
+def test_a_distributed_loader_becomes_a_resumable_one_of_the_same_rank(shuffle):
+    from torch.utils.data import DistributedSampler
+    dataset = Augmented()
+    old = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=shuffle)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=old, drop_last=True)
+    sampler = resume.resumable_loader(loader, seed=6).sampler
+    assert (sampler.size, sampler.seed, sampler.shuffle, sampler.rank, sampler.world_size) == (10, 6, shuffle, 1, 2)
+
+
+def test_loaders_that_cannot_resume_exactly_are_named():
+    with pytest.raises(CGRSegError, match='^exact resume needs a training loader with drop_last=True$'):
+        resume.resumable_loader(torch.utils.data.DataLoader(Augmented(), batch_size=2), seed=0)
+    odd = torch.utils.data.DataLoader(Augmented(), batch_size=2, drop_last=True,
+                                      sampler=torch.utils.data.SubsetRandomSampler(range(4)))
+    with pytest.raises(CGRSegError, match='^exact resume does not know the training sampler SubsetRandomSampler$'):
+        resume.resumable_loader(odd, seed=0)
+    big = torch.utils.data.DataLoader(Augmented(), batch_size=11, shuffle=True, drop_last=True)
+    with pytest.raises(CGRSegError, match='^the training set has 10 images, fewer than one batch of 11 per process$'):
+        resume.resumable_loader(big, seed=0)
+    with pytest.raises(CGRSegError, match='^the training set is empty$'):
+        resume.ResumableSampler(0, seed=0)
