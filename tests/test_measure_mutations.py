@@ -119,7 +119,7 @@ def test_flops_of_a_non_square_input_keep_height_and_width(run_cli, monkeypatch,
 
 @pytest.mark.parametrize('key,lowest', [('throughput_images', 6), ('throughput_repeats', 1), ('throughput_iters', 1),
                                         ('checkpoint_interval', 1), ('train_repeat', 1), ('samples_per_gpu', 1)])
-def test_a_profile_bound_is_exactly_where_the_protocol_puts_it(key, lowest):
+def test_a_preset_bound_is_exactly_where_the_protocol_puts_it(key, lowest):
     """throughput_images: the first 5 images are never timed, so 6 is the least that measures one;
     the counts below it are refused by name, the bound itself accepted."""
     import copy
@@ -128,6 +128,61 @@ def test_a_profile_bound_is_exactly_where_the_protocol_puts_it(key, lowest):
     from reference import REPO
     params = load_yaml(REPO / 'params.yaml', 'params file')
     ok, low = copy.deepcopy(params), copy.deepcopy(params)
-    ok['profiles']['demo'][key], low['profiles']['demo'][key] = lowest, lowest - 1
+    ok['presets']['demo'][key], low['presets']['demo'][key] = lowest, lowest - 1
     assert problems(ok) == []
-    assert problems(low) == [f'params.yaml: profiles.demo.{key}: {lowest - 1} is less than the minimum of {lowest}']
+    assert problems(low) == [f'params.yaml: presets.demo.{key}: {lowest - 1} is less than the minimum of {lowest}']
+
+
+def test_a_flops_document_names_its_model_config_and_options(run_cli, monkeypatch, tmp_path):
+    """Every field of the document, beyond the counts: its identity, the config and the options given."""
+    from cgrseg import schemas
+    from cgrseg.measure.flops import CONVENTIONS
+    import cgrseg.models.build as build
+    built = []
+    monkeypatch.setattr(build, 'build_model', lambda cfg: built.append(cfg) or Strip())
+    out = tmp_path / 'f.json'
+    config = ade20k_config('b')
+    result = run_cli('flops', config, '--shape', 32, 64, '--out', out, '--cfg-options', 'model.test_cfg.mode=slide')
+    assert result.code == 0, result.err
+    doc = json.loads(out.read_text())
+    assert schemas.problem(doc, 'flops') is None
+    assert {k: v for k, v in doc.items() if k not in ('gflops', 'params_M', 'num_classes', 'input_shape')} == {
+        'model': 'cgrseg-b', 'variant': 'b', 'dataset': 'ade20k', 'config': str(config),
+        'conventions': CONVENTIONS, 'cfg_options': {'model.test_cfg.mode': 'slide'}}
+    assert built[0].model.test_cfg.mode == 'slide'           # the options reach the loaded config
+    assert set(doc['gflops']) == {'mmcv', 'conv_linear_macs', 'matmul_macs'}
+
+
+@pytest.mark.parametrize('suffix,dataset', [('ade20k_160k', 'ade20k'), ('coco-stuff10k_80k', 'coco_stuff10k'),
+                                            ('pascal-context-59_80k', 'pascal_context')])
+def test_the_dataset_and_variant_of_every_config(suffix, dataset):
+    from cgrseg.measure import flops
+    from cgrseg.mmseg_config import load_config
+    for variant in 'tbl':
+        path = ade20k_config(variant).with_name(f'cgrseg-{variant}_{suffix}.py')
+        assert flops.dataset_of(load_config(path)) == dataset
+        assert (flops.model_name(path), flops.variant_of(path)) == (f'cgrseg-{variant}', variant)
+
+
+def test_the_dataset_of_a_config_without_a_known_test_split():
+    from cgrseg.measure.flops import dataset_of, variant_of
+    assert dataset_of({'data': {'test': {'type': 'CityscapesDataset'}}}) == 'CityscapesDataset'
+    assert [dataset_of(cfg) for cfg in ({}, {'data': None}, {'data': {}}, {'data': {'test': [1]}})] == [None] * 4
+    assert variant_of('configs/mine_ade20k.py') == 'mine'
+
+
+def test_counts_are_whole_and_per_image_and_the_model_is_left_as_it_was():
+    from cgrseg.measure.flops import count_macs, mmcv_flops
+
+    class Pair(Strip):
+        def forward_dummy(self, x):
+            y = self.bn(self.conv(x))
+            return y @ y.transpose(-1, -2)     # counted: the model uses the operator
+
+    model = Pair().eval()
+    forward = model.forward
+    macs = count_macs(model, (3, 8, 40))
+    assert macs == {'conv_linear': 64 * 8 * 8 * 3 * 33, 'matmul': 64 * 8 * 8 * 8}
+    assert all(type(v) is int for v in macs.values())
+    mmcv_flops(model, (3, 8, 40))
+    assert model.forward == forward
