@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / '.mutation'
 EQUIVALENT = ROOT / 'scripts' / 'mutation-equivalent.yaml'
 # what the tests read besides src/ and tests/ (copied into mutants/)
-ALSO_COPY = ('configs', 'params.yaml')
+ALSO_COPY = ('configs', 'params.yaml', 'workflow')   # workflow/schemas: the params and result contracts
 TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test process's start on a busy machine
 
 # module: files to mutate, the test files (or test ids) that decide on them, and optionally the functions

@@ -2,7 +2,8 @@
 # Mutation testing (issue 17; docs/testing.md): mutmut over the modules that decide numbers and safety,
 # each against its own fast tests, then a table of killed / survived / timeout / equivalent / score per
 # module. Not part of CI. Resumable: a rerun continues; --fresh starts the named modules over.
-#   bash scripts/mutation.sh                 # every module (about an hour on 2 idle cores)
+#   bash scripts/mutation.sh                 # every module: labels download checkpoints grouped_bn deploy flops
+#                                            # throughput configs (cgrseg/mmseg_config.py, cgrseg/runner/config_rewrites.py) judge
 #   bash scripts/mutation.sh deploy judge    # some modules;  --list names them, --report prints the table
 set -euo pipefail
 cd "$(dirname "$0")/.."
