@@ -109,7 +109,8 @@ MODULES = {
                    'test_the_resolved_config_is_python_even_with_a_quote_in_a_data_root'))]),
     'judge': dict(
         files=['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
-        tests=['tests/test_tables.py', 'tests/test_tables_protocols.py', 'tests/test_tables_hypotheses.py']),
+        tests=['tests/test_tables.py', 'tests/test_tables_protocols.py', 'tests/test_tables_hypotheses.py',
+               'tests/test_tables_mutations.py']),
 }
 
 
