@@ -137,8 +137,16 @@ def test_iters_compress_the_schedule(ade):
 def test_tiny_iters_still_warm_up_evaluate_and_checkpoint(ade):
     C.scale_schedule(ade, 4)
     assert ade.runner.max_iters == 4
-    assert ade.lr_config.warmup_iters == ade.evaluation.interval == 1
-    assert ade.checkpoint_config.interval == ade.log_config.interval == 1
+    assert ade.lr_config.warmup_iters == ade.evaluation.interval == ade.log_config.interval == 1
+    assert ade.checkpoint_config.interval == 4               # once, at the end
+
+
+@pytest.mark.parametrize('iters,interval', [(20, 20), (100, 100), (1000, 100), (8000, 200)])
+def test_short_runs_checkpoint_at_most_every_100_iterations(ade, iters, interval):
+    C.scale_schedule(ade, iters)                              # the config's 4000 of 160k, scaled
+    assert ade.checkpoint_config.interval == interval
+    C.set_checkpoint_interval(ade, 1)                         # an explicit interval still wins
+    assert ade.checkpoint_config.interval == 1
 
 
 def test_iters_equal_to_the_config_change_nothing(ade):

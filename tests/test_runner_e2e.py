@@ -46,7 +46,7 @@ def prepared(tmp_path_factory):
 def train_args(dataset, work_dir, prepared, iters):
     return ['train', CONFIGS[dataset], '--work-dir', work_dir, '--data-root', prepared,
             '--iters', iters, '--crop', 64, '--samples-per-gpu', 2, '--gpus', 0,
-            '--no-pretrained', '--workers', 0]
+            '--no-pretrained', '--workers', 0, '--checkpoint-interval', 1]   # every iteration: resumable
 
 
 def train_log(work_dir, earlier=()):

@@ -39,7 +39,8 @@ def prepared(tmp_path_factory):
 
 def train_argv(work, prepared):
     return ['train', ADE, '--work-dir', work, '--data-root', prepared, '--iters', ITERS, '--crop', 64,
-            '--samples-per-gpu', 2, '--gpus', 0, '--no-pretrained', '--workers', 0, '--seed', 3]
+            '--samples-per-gpu', 2, '--gpus', 0, '--no-pretrained', '--workers', 0, '--seed', 3,
+            '--checkpoint-interval', 1]
 
 
 @pytest.fixture(scope='module')

@@ -137,7 +137,7 @@ def preempt_args(work, prepared, iters):
     # iteration takes at least 2 s even on a fast machine
     return ['train', REPO / 'configs/cgrseg/cgrseg-t_ade20k_160k.py', '--work-dir', work, '--data-root', prepared,
             '--iters', iters, '--crop', 64, '--samples-per-gpu', 8, '--gpus', 0, '--no-pretrained',
-            '--workers', 0, '--no-validate']
+            '--workers', 0, '--no-validate', '--checkpoint-interval', 1]
 
 
 def test_training_stopped_at_its_time_limit_resumes_to_the_same_weights(slurm, tmp_path):
