@@ -34,7 +34,7 @@ def coerce(value, node=None):
     """Snakemake's ``--config key={a: 1}`` / ``key=[1, 2]`` gives nested values as strings
     ('1'); read a string as YAML wherever the schema expects no string, so that ``1`` is 1 and
     ``true`` is True while ``abc`` stays 'abc' (and is then reported)."""
-    import yaml
+    from cgrseg.io import parse_yaml
 
     node = schema() if node is None else node
     if isinstance(value, dict):
@@ -48,8 +48,8 @@ def coerce(value, node=None):
     types = [types] if isinstance(types, str) else types or []
     if isinstance(value, str) and types and 'string' not in types:
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            parsed = parse_yaml(value, '--config')
+        except CGRSegError:   # not YAML (or a hostile one): stays text, and the schema reports it
             return value
         if not isinstance(parsed, str):
             return coerce(parsed, node) if isinstance(parsed, (dict, list)) else parsed

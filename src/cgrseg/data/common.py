@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import CGRSegError
+from ..io import parse_json
 
 # A synthetic archive carries this file (the official archives never do) at its dataset root.
 MARKER = 'CGRSEG_SYNTHETIC.json'
@@ -278,8 +279,8 @@ def tar_marker(path):
 
 
 def parse_marker(data, where):
+    marker = parse_json(data, where, MAX_LIST_BYTES)
     try:
-        marker = json.loads(data)
         counts = marker['counts']
         if sorted(counts) != ['train', 'val'] or not all(isinstance(n, int) for n in counts.values()):
             raise ValueError('counts must be {train: N, val: N}')
