@@ -180,7 +180,7 @@ class JsonGuard:
         self.nesting = np.zeros(256, np.int8)
         self.nesting[list(b'{[')], self.nesting[list(b'}]')] = 1, -1
 
-    def check_all(self, data, chunk=1 << 20):
+    def check_all(self, data, chunk=256 << 10):
         for start in range(0, len(data), chunk):
             self.check(data[start:start + chunk])
 
@@ -260,14 +260,21 @@ class JsonGuard:
 
 
 class GuardedReader:
-    """A binary file whose every ``read`` passes through a :class:`JsonGuard` (for ijson)."""
+    """A binary file read through a :class:`JsonGuard` (for ijson): the guard checks ``chunk``
+    bytes at a time (it is fast on large chunks), the parser gets them in the sizes it asks for
+    (ijson builds a batch of events per read: small reads keep that batch small)."""
 
-    def __init__(self, f, guard):
-        self.f, self.guard = f, guard
+    def __init__(self, f, guard, chunk=256 << 10):
+        self.f, self.guard, self.chunk = f, guard, chunk
+        self.pending, self.position = b'', 0
 
     def read(self, size=-1):
-        data = self.f.read(size)
-        self.guard.check(data)
+        if self.position == len(self.pending):
+            self.pending, self.position = self.f.read(self.chunk), 0
+            self.guard.check(self.pending)
+        size = len(self.pending) if size is None or size < 0 else size
+        data = self.pending[self.position:self.position + size]
+        self.position += len(data)
         return data
 
 

@@ -137,7 +137,7 @@ def _read_detail(path, spool):
     try:
         with open(path, 'rb') as f, open(spool, 'wb') as out:
             guarded = GuardedReader(f, JsonGuard(path, max_token=MAX_RLE_BYTES))
-            stream.read(ijson.parse(guarded, buf_size=1 << 20, use_float=True), out)
+            stream.read(ijson.parse(guarded, buf_size=64 << 10, use_float=True), out)
     except (ijson.JSONError, ValueError) as err:   # ValueError: e.g. a number of 5000 digits
         raise CGRSegError(f'{path}: not readable JSON ({common.one_line(err)})') from None
     for key in SECTIONS:
@@ -292,7 +292,8 @@ def _rows(image_ids, image_id):
 def _convert_one(task):
     split, name, stem, file_name, height, width, annotations = task
     root = common.worker_root()
-    size = common.image_size(root / 'JPEGImages' / file_name, name, decode=True)
+    size = common.image_size(root / 'JPEGImages' / file_name,
+                             f'{ARCHIVES[0]}:{PREFIX}JPEGImages/{file_name}', decode=True)
     if size != (width, height):
         raise CGRSegError(f'{name}: JSON says {width}x{height}, the image is {size[0]}x{size[1]}')
     categories = np.zeros((height, width), dtype=np.int16)
