@@ -10,7 +10,6 @@ reads, and what ``results/<preset>/params.effective.yaml`` holds. Keys the pipel
 left alone.
 """
 import copy
-import json
 
 from cgrseg import schemas
 from cgrseg.errors import CGRSegError
@@ -208,15 +207,11 @@ def add_parser(subparsers):
 
 def run(args):
     import yaml
-    from cgrseg.io import write_text
+    from cgrseg.io import parse_json, write_text
 
     if args.values is None:
         values = load(args.params)
     else:
-        try:
-            values = json.loads(args.values)
-        except ValueError as err:
-            raise CGRSegError(f'--values: not valid JSON ({err})') from None
-        values = effective(values, '--values')
+        values = effective(parse_json(args.values, '--values'), '--values')
     write_text(args.out, yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
     print(f'{args.out}: preset {values["preset"]}')
