@@ -62,7 +62,7 @@ class _FileHandler(BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         if server.chunked:
             return self._send_chunked(body, start, len(data))
-        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Content-Length', server.content_length or str(len(body)))
         self.send_header('Accept-Ranges', 'bytes')
         if start:
             self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
@@ -131,12 +131,13 @@ def http_server(tmp_path_factory):
     - ``server.chunked = True``: send bodies chunked, without Content-Length;
     - ``server.drip = (n, seconds)``: send n body bytes, pause, repeat (a slow server);
     - ``server.redirects``: request path -> Location of a 302 answer (e.g. a loop);
+    - ``server.content_length``: send this Content-Length header value instead of the true one;
     - ``server.log``: the requests seen ({'path', 'range'}); ``server.url``: base URL ending in /.
     """
     server = ThreadingHTTPServer(('127.0.0.1', 0), _FileHandler)
     server.root = tmp_path_factory.mktemp('served')
     server.cuts, server.statuses, server.log, server.honour_range = [], [], [], True
-    server.chunked, server.drip, server.redirects = False, None, {}
+    server.chunked, server.drip, server.redirects, server.content_length = False, None, {}, None
     server.url = f'http://127.0.0.1:{server.server_address[1]}/'
     thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
     thread.start()

@@ -274,3 +274,13 @@ def test_download_redirect_loop_is_one_line(run_cli, served, tmp_path):
     result = fetch_ade(run_cli, server, sources, tmp_path)
     assert_one_error(result, f'{server.url}{ADE}: too many redirects')
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('value', ['abc', '-5', '1e9', '12x', '\u00b2', '9' * 5000])
+def test_download_content_length_that_is_not_a_byte_count_is_one_line(run_cli, served, tmp_path,
+                                                                       value):
+    server, sources = served
+    server.content_length = value
+    result = fetch_ade(run_cli, server, sources, tmp_path)
+    assert_one_error(result, server.url + ADE, 'Content-Length', 'not a byte count')
+    assert not list(tmp_path.iterdir())   # not even a .part

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as coco_mask
 from scipy.io import savemat
 
 import cgrseg
@@ -236,6 +237,250 @@ def test_zip_named_tar(fails, raw):
     fails('pascal_context', f'{raw / TAR}: not a readable tar archive')
 
 
+# ---------------------------------------------------------------- headers that would cost memory
+
+def append_to_tar(path, raw_blocks):
+    """Append raw tar blocks after the last member of the tar at ``path`` (then end the archive)."""
+    with tarfile.open(path) as tar:
+        tar.getmembers()
+        end = tar.offset
+    data = path.read_bytes()[:end]
+    path.write_bytes(data + raw_blocks + bytes(1024))
+
+
+def gnu_long_name_blocks(name):
+    """A GNU long-name header (././@LongLink, type L) carrying ``name``, padded to blocks."""
+    data = name.encode() + b'\0'
+    info = tarfile.TarInfo('././@LongLink')
+    info.type, info.size = tarfile.GNUTYPE_LONGNAME, len(data)
+    return info.tobuf(tarfile.GNU_FORMAT) + data + bytes(-len(data) % 512)
+
+
+def plain_member_blocks(name, data=b'', kind=tarfile.REGTYPE):
+    info = tarfile.TarInfo(name)
+    info.size, info.type = len(data), kind
+    return info.tobuf(tarfile.GNU_FORMAT) + data + bytes(-len(data) % 512)
+
+
+@pytest.mark.parametrize('blocks, problem', [
+    (lambda: gnu_long_name_blocks(VOC + 'x' * (1 << 20)) + plain_member_blocks('x'),
+     f'an extended header (long member name or PAX record) of {(1 << 20) + len(VOC) + 1} bytes, '
+     'more than the 65536 allowed'),
+    (lambda: b''.join(gnu_long_name_blocks(VOC + f'n{i}') for i in range(6))
+     + plain_member_blocks('x'), 'more than 4 extended headers in a row'),
+    (lambda: plain_member_blocks(VOC + 'sparse', kind=tarfile.GNUTYPE_SPARSE), 'a sparse member'),
+])
+def test_tar_headers_that_would_cost_memory_are_refused(fails, raw, blocks, problem):
+    """tarfile reads a GNU long name or a PAX header whole, recurses once per such header and
+    reads a sparse map block after block: all refused before that."""
+    append_to_tar(raw / TAR, blocks())
+    fails('pascal_context', f'{raw / TAR}: not a readable tar archive ({problem}')
+
+
+def test_tar_pax_header_of_megabytes_is_refused(fails, raw):
+    with tarfile.open(raw / TAR, 'a', format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(VOC + 'JPEGImages/readme.txt')
+        info.pax_headers = {'comment': 'x' * (2 << 20)}
+        tar.addfile(info, io.BytesIO(b''))
+    fails('pascal_context', f'{raw / TAR}: not a readable tar archive (an extended header',
+          'more than the 65536 allowed')
+
+
+def test_tar_with_too_many_members_is_refused(fails, raw, monkeypatch):
+    from cgrseg.data import common
+    monkeypatch.setattr(common, 'MAX_MEMBERS', 10)   # the real limit is 100,000
+    fails('pascal_context', f'{raw / TAR}: more than 10 members')
+
+
+def set_zip_entry_count(path, count):
+    """Make the end record claim ``count`` members (a lie that zipfile does not check)."""
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b'PK\x05\x06')
+    data[end + 8:end + 12] = struct.pack('<HH', count, count)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('lie', [False, True])
+def test_zip_with_too_many_members_is_refused(fails, raw, monkeypatch, lie):
+    from cgrseg.data import common
+    monkeypatch.setattr(common, 'MAX_MEMBERS', 10)   # the real limit is 100,000
+    with zipfile.ZipFile(raw / COCO) as archive:
+        members = len(archive.infolist())
+    if lie:   # counted from the directory's records, not from the end record's claim
+        set_zip_entry_count(raw / COCO, 1)
+    fails('coco_stuff10k', f'{raw / COCO}: {members} members, more than the 10 a dataset archive has')
+
+
+def test_zip_with_a_huge_central_directory_is_refused(fails, raw, monkeypatch):
+    from cgrseg.data import common
+    monkeypatch.setattr(common, 'MAX_DIRECTORY_BYTES', 1000)   # the real limit is 16 MB
+    fails('ade20k', f'{raw / ADE}: its central directory has', 'more than the 1000 a dataset')
+
+
+def mat_bytes(**variables):
+    buffer = io.BytesIO()
+    savemat(buffer, variables, do_compression=True)
+    return buffer.getvalue()
+
+
+def replace_coco_mat(raw, make):
+    """Replace the first COCO annotation by ``make(height, width)`` (bytes of a .mat file)."""
+    stem, jpg, _ = coco_first(raw / COCO)
+    width, height = Image.open(io.BytesIO(jpg)).size
+    name = f'annotations/{stem}.mat'
+    edit_zip(raw / COCO, lambda n, d: make(height, width) if n == name else d)
+    return name
+
+
+@pytest.fixture
+def no_loadmat(monkeypatch):
+    """Fail the test if the label map is ever read (refusals must come from the headers)."""
+    from cgrseg.data import coco_stuff10k
+
+    def loadmat(*args, **kwargs):
+        raise AssertionError('loadmat was called')
+    monkeypatch.setattr(coco_stuff10k, 'loadmat', loadmat)
+
+
+def test_mat_with_two_s_variables_is_refused(fails, raw, no_loadmat):
+    def two(height, width):
+        first = mat_bytes(S=np.zeros((height, width), np.uint16))
+        return first + mat_bytes(S=np.ones((height, width), np.uint16))[128:]
+    name = replace_coco_mat(raw, two)
+    fails('coco_stuff10k', f'{raw / COCO}:{name}: 2 variables named S; which one is the label map?')
+
+
+def test_mat_with_a_sparse_s_is_refused_before_reading_it(fails, raw, no_loadmat):
+    from scipy.sparse import csc_matrix
+    name = replace_coco_mat(raw, lambda h, w: mat_bytes(S=csc_matrix(np.eye(h, w))))
+    fails('coco_stuff10k', f'{raw / COCO}:{name}: S must be a 2-D map of whole-number labels, not '
+          'a sparse array')
+
+
+def test_mat_with_s_of_another_size_is_refused_before_reading_it(fails, raw, no_loadmat):
+    name = replace_coco_mat(raw, lambda h, w: mat_bytes(S=np.zeros((h + 1, w), np.uint8)))
+    fails('coco_stuff10k', f'{raw / COCO}:{name}: S is ', 'for a ')
+
+
+def test_mat_s_of_another_class_is_refused(fails, raw, no_loadmat):
+    name = replace_coco_mat(raw, lambda h, w: mat_bytes(S=np.array(['text'], dtype=object)))
+    fails('coco_stuff10k', f'{raw / COCO}:{name}: S must be a 2-D map of whole-number labels, not '
+          'a cell array')
+
+
+# ---------------------------------------------------------------- every image is decoded
+
+def truncated(data, fraction=0.6):
+    return data[:int(len(data) * fraction)]
+
+
+def test_truncated_ade_image_is_one_line_naming_it(fails, raw):
+    with zipfile.ZipFile(raw / ADE) as archive:
+        jpg = sorted(n for n in archive.namelist() if n.endswith('.jpg'))[0]
+    edit_zip(raw / ADE, lambda n, d: truncated(d) if n == jpg else d)
+    folder, stem = jpg.split('/')[-2:]
+    fails('ade20k', f'{ADE}:{folder}/{stem}: not a readable image (image file is truncated')
+
+
+def test_truncated_ade_label_is_one_line_naming_it(fails, raw):
+    with zipfile.ZipFile(raw / ADE) as archive:
+        png = sorted(n for n in archive.namelist() if n.endswith('.png'))[0]
+    edit_zip(raw / ADE, lambda n, d: truncated(d, 0.8) if n == png else d)
+    folder, stem = png.split('/')[-2:]
+    fails('ade20k', f'{ADE}:{folder}/{stem}: not a readable image')
+
+
+def test_truncated_coco_image_is_one_line_naming_it(fails, raw):
+    stem, _, _ = coco_first(raw / COCO)
+    edit_zip(raw / COCO, lambda n, d: truncated(d) if n == f'images/{stem}.jpg' else d)
+    fails('coco_stuff10k', f'{raw / COCO}:images/{stem}.jpg: not a readable image (image file is '
+          'truncated')
+
+
+def test_truncated_pascal_image_is_one_line_naming_it(fails, raw):
+    image = json.loads((raw / JSON).read_text())['images'][0]
+    member = VOC + 'JPEGImages/' + image['file_name']
+    with tarfile.open(raw / TAR) as tar:
+        jpeg = truncated(tar.extractfile(member).read())
+    with tarfile.open(raw / TAR, 'a') as tar:   # a later member of the same name replaces it
+        info = tarfile.TarInfo(member)
+        info.size = len(jpeg)
+        tar.addfile(info, io.BytesIO(jpeg))
+    fails('pascal_context', f'{TAR}:{member}: not a readable image (image file is truncated')
+
+
+# ---------------------------------------------------------------- the Pascal annotation JSON
+
+def edit_detail(raw, edit):
+    doc = json.loads((raw / JSON).read_text())
+    text = edit(doc)
+    (raw / JSON).write_text(text if isinstance(text, str) else json.dumps(doc))
+    return doc
+
+
+def first_annotation(doc, phase='train'):
+    image = next(i for i in doc['images'] if i['phase'] == phase)
+    ann = next(a for a in doc['annos_segmentation'] if a['image_id'] == image['image_id'])
+    return image, ann
+
+
+def test_detail_json_nested_too_deep_is_refused(fails, raw):
+    edit_detail(raw, lambda doc: doc.update(info=json.loads('[' * 100 + ']' * 100)))
+    fails('pascal_context', f'{raw / JSON}: JSON is nested more than 64 levels deep')
+
+
+def test_detail_json_string_longer_than_any_mask_is_refused(fails, raw, monkeypatch):
+    from cgrseg.data import pascal_context
+    monkeypatch.setattr(pascal_context, 'MAX_RLE_BYTES', 1000)   # the real limit is 16 MB
+    edit_detail(raw, lambda doc: doc.update(info='x' * 5000))
+    fails('pascal_context', f'{raw / JSON}: JSON holds a string or number of more than 1000 bytes')
+
+
+def test_detail_json_with_a_section_twice_is_refused(fails, raw):
+    # json.load (the Detail API) would silently keep the second "images" list
+    edit_detail(raw, lambda doc: json.dumps(doc)[:-1] + ', "images": []}')
+    fails('pascal_context', f'{raw / JSON}: malformed entry (the key "images" appears twice at the '
+          'top level)')
+
+
+@pytest.mark.parametrize('segmentation, problem', [
+    ([[0, 0, 10, 0, 10, 10]], 'a segmentation is polygons; only compressed RLE masks are read'),
+    ({'size': None, 'counts': [4, 4]}, 'a segmentation is an uncompressed RLE; only compressed'),
+    ('text', 'a segmentation is not a mask'),
+])
+def test_detail_masks_other_than_compressed_rle_are_refused(fails, raw, segmentation, problem):
+    """Detail's getMask decodes compressed RLE only; pycocotools' polygon code even crashes the
+    process (SIGSEGV) on coordinates of 1e8."""
+    doc = edit_detail(raw, lambda doc: first_annotation(doc)[1].update(segmentation=segmentation))
+    image = first_annotation(doc)[0]
+    fails('pascal_context', f'{JSON}:{image["file_name"]}: {problem}')
+
+
+def test_detail_rle_running_past_the_image_is_one_line(fails, raw):
+    def edit(doc):
+        image, ann = first_annotation(doc)
+        big = coco_mask.encode(np.asfortranarray(np.ones((image['height'] * 2, image['width']),
+                                                         np.uint8)))
+        ann['segmentation']['counts'] = big['counts'].decode()
+    image = first_annotation(edit_detail(raw, edit))[0]   # pycocotools checks the runs' sum
+    fails('pascal_context', f'{JSON}:{image["file_name"]}: ValueError: Invalid RLE mask')
+
+
+def test_detail_annotation_without_an_integer_image_id_is_refused(fails, raw):
+    doc = json.loads((raw / JSON).read_text())
+    ann = first_annotation(doc)[1]
+    ann['image_id'] = '2008_000001'
+    (raw / JSON).write_text(json.dumps(doc))
+    fails('pascal_context', f'{raw / JSON}: malformed entry (annotation {ann["id"]} has image_id '
+          "'2008_000001')")
+
+
+def test_detail_json_with_too_many_annotations_is_refused(fails, raw, monkeypatch):
+    from cgrseg.data import pascal_context
+    monkeypatch.setattr(pascal_context, 'MAX_ANNOTATIONS', 5)   # the real limit is 1,000,000
+    fails('pascal_context', f'{raw / JSON}: malformed entry (more than 5 annotations)')
+
+
 # ---------------------------------------------------------------- memory
 
 def peak_run(argv, tmp_path):
@@ -300,6 +545,13 @@ def hostile_coco_mat(raw):
     return f'annotations/{stem}.mat', 'coco_stuff10k'
 
 
+def hostile_coco_inflating_mat(raw):
+    """S of the right size, beside a variable that inflates to 600 MB (600 kB compressed)."""
+    return replace_coco_mat(raw, lambda h, w: mat_bytes(S=np.zeros((h, w), np.uint16),
+                                                        pad=np.zeros(600 << 20, np.uint8))), \
+        'coco_stuff10k'
+
+
 def hostile_coco_member(raw):
     stem, _, _ = coco_first(raw / COCO)
     edit_zip(raw / COCO, lambda n, d: None if n == f'images/{stem}.jpg' else d,
@@ -329,8 +581,8 @@ def hostile_pascal_size(raw):
     return image['file_name'], 'pascal_context'
 
 
-@pytest.mark.parametrize('make', [hostile_ade_label, hostile_coco_mat, hostile_coco_member,
-                                  hostile_object_info, hostile_pascal_size])
+@pytest.mark.parametrize('make', [hostile_ade_label, hostile_coco_mat, hostile_coco_inflating_mat,
+                                  hostile_coco_member, hostile_object_info, hostile_pascal_size])
 def test_expanding_inputs_are_refused_in_bounded_memory(raw, tmp_path, make):
     where, dataset = make(raw)
     assert sum(p.stat().st_size for p in raw.iterdir()) < 8 << 20   # small archives ...
@@ -343,6 +595,30 @@ def test_expanding_inputs_are_refused_in_bounded_memory(raw, tmp_path, make):
     assert lines[0].startswith('cgrseg prepare: error: ') and where in lines[0], lines[0]
     assert any(word in lines[0] for word in ('declares', 'more than', 'pixels')), lines[0]
     assert not out.exists()
+
+
+def test_a_detail_json_of_tens_of_megabytes_is_streamed(raw, tmp_path):
+    """The annotation JSON is not parsed whole: 32 MB of it (json.load would need ~10 times that;
+    the real file has ~590 MiB) is read in about the memory of the small synthetic one. The padding is what makes the real file large:
+    more masks, most of them for images outside train/val."""
+    doc = json.loads((raw / JSON).read_text())
+    ann = doc['annos_segmentation'][0]
+    filler = dict(ann, image_id=1, parts=[{'part_id': 1, 'segmentation': ann['segmentation']}] * 12)
+    count = (32 << 20) // len(json.dumps(filler))
+    text = json.dumps(doc)[:-1] + ', "more": 0}'
+    head, tail = text.split('"annos_segmentation": [', 1)
+    with open(raw / JSON, 'w') as f:
+        f.write(head + '"annos_segmentation": [')
+        f.write((json.dumps(filler) + ', ') * count)
+        f.write(tail)
+    assert (raw / JSON).stat().st_size > 32 << 20
+    out = tmp_path / 'out'
+    code, lines, peak = peak_run(['prepare', 'pascal_context', '--raw', raw, '--out', out,
+                                  '--jobs', 2], tmp_path)
+    print(f"a 32 MB Detail JSON: peak RSS {peak:.0f} MB")
+    assert code == 0, lines
+    assert peak < 100, f'peak RSS {peak:.0f} MB'   # before (parsed whole): 307 MB
+    assert not list(out.rglob('.annotations*'))   # the spool is gone
 
 
 def test_preparation_of_a_normal_archive_stays_in_bounded_memory(raw, tmp_path):

@@ -228,20 +228,22 @@ def test_coco_stuff_accepts_labels_stored_as_double():
     assert map_labels(raw, 'x.mat').tolist() == [[0, 12], [171, 11]]
 
 
-def test_mat_headers_agree_with_scipys_whosmat(synth_archives):
-    """prepare reads .mat shapes from the headers only; scipy's whosmat is the reference."""
-    from scipy.io import whosmat
+def test_label_field_is_what_mmsegs_converter_reads(synth_archives):
+    """prepare reads S through scipy's varmats/whosmat after its checks; mmseg's converter reads
+    loadmat(f)['S']: the same array, compressed or not, whatever else the file holds."""
+    from scipy.io import loadmat
 
-    from cgrseg.data.coco_stuff10k import mat_headers
+    from cgrseg.data.coco_stuff10k import label_field
     samples = []
     with zipfile.ZipFile(synth_archives / 'cocostuff-10k-v1.1.zip') as archive:
         samples += [archive.read(n) for n in archive.namelist() if n.endswith('.mat')]
     for compress in (False, True):
-        buffer = io.BytesIO()
-        savemat(buffer, {'names': np.array(['a', 'bb'], dtype=object), 'x': 1.5,
-                         'S': np.zeros((7, 5), np.uint16), 'cube': np.ones((3, 4, 2))},
-                do_compression=compress)
-        samples.append(buffer.getvalue())
+        for labels in (np.arange(35, dtype=np.uint16).reshape(7, 5), np.full((3, 4), 182.0)):
+            buffer = io.BytesIO()
+            savemat(buffer, {'names': np.array(['a', 'bb'], dtype=object), 'x': 1.5, 'S': labels,
+                             'cube': np.ones((3, 4, 2))}, do_compression=compress)
+            samples.append(buffer.getvalue())
     for data in samples:
-        ours = {name: shape for name, (shape, _) in mat_headers(data).items()}
-        assert ours == {name: shape for name, shape, _ in whosmat(io.BytesIO(data))}
+        reference = loadmat(io.BytesIO(data))['S']
+        ours = label_field(data, 'x.mat', reference.shape)
+        assert ours.dtype == reference.dtype and np.array_equal(ours, reference)

@@ -143,3 +143,11 @@ def test_cgrseg_params_refuses_bad_values_in_one_line(run_cli, tmp_path):
     assert result.code == 2 and len(result.error_lines) == 1
     assert result.error_lines[0].startswith('cgrseg params: error: --values: profile: renamed')
     assert 'seeds' in result.error_lines[0] and not out.exists()
+
+
+def test_values_json_is_read_bounded(run_cli, tmp_path):
+    deep = '[' * 100 + ']' * 100
+    result = run_cli('params', '--values', '{"a": ' + deep + '}', '--out', tmp_path / 'p.yaml')
+    assert result.code == 2 and result.error_lines == [
+        'cgrseg params: error: --values: JSON is nested more than 64 levels deep']
+    assert not (tmp_path / 'p.yaml').exists()

@@ -10,7 +10,6 @@ reads, and what ``results/<preset>/params.effective.yaml`` holds. Keys the pipel
 left alone.
 """
 import copy
-import json
 
 from cgrseg import schemas
 from cgrseg.errors import CGRSegError
@@ -34,7 +33,7 @@ def coerce(value, node=None):
     """Snakemake's ``--config key={a: 1}`` / ``key=[1, 2]`` gives nested values as strings
     ('1'); read a string as YAML wherever the schema expects no string, so that ``1`` is 1 and
     ``true`` is True while ``abc`` stays 'abc' (and is then reported)."""
-    import yaml
+    from cgrseg.io import parse_yaml
 
     node = schema() if node is None else node
     if isinstance(value, dict):
@@ -48,8 +47,8 @@ def coerce(value, node=None):
     types = [types] if isinstance(types, str) else types or []
     if isinstance(value, str) and types and 'string' not in types:
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            parsed = parse_yaml(value, '--config')
+        except CGRSegError:   # not YAML (or a hostile one): stays text, and the schema reports it
             return value
         if not isinstance(parsed, str):
             return coerce(parsed, node) if isinstance(parsed, (dict, list)) else parsed
@@ -208,15 +207,11 @@ def add_parser(subparsers):
 
 def run(args):
     import yaml
-    from cgrseg.io import write_text
+    from cgrseg.io import parse_json, write_text
 
     if args.values is None:
         values = load(args.params)
     else:
-        try:
-            values = json.loads(args.values)
-        except ValueError as err:
-            raise CGRSegError(f'--values: not valid JSON ({err})') from None
-        values = effective(values, '--values')
+        values = effective(parse_json(args.values, '--values'), '--values')
     write_text(args.out, yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
     print(f'{args.out}: preset {values["preset"]}')

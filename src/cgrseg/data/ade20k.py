@@ -73,7 +73,7 @@ def _copy_pair(task):
     archive, root = common.worker_zip(), common.worker_root()
     image_path = root / 'images' / folder / f'{stem}.jpg'
     common.copy_member(archive, f'{PREFIX}images/{folder}/{stem}.jpg', image_path)
-    width, height = common.image_size(image_path, f'{name}.jpg')
+    width, height = common.image_size(image_path, f'{name}.jpg', decode=True)
     label_bytes = common.read_member(archive, f'{PREFIX}annotations/{folder}/{stem}.png')
     labels = _labels(label_bytes, f'{name}.png', (width, height))
     common.write_bytes(root / 'annotations' / folder / f'{stem}.png', label_bytes)
@@ -89,7 +89,10 @@ def _labels(data, name, size):
         if img.size != size:
             raise CGRSegError(f'{name}: {img.size[0]}x{img.size[1]} labels for a '
                               f'{size[0]}x{size[1]} image')
-        labels = np.asarray(img)
+        try:
+            labels = np.asarray(img)
+        except Exception as err:  # noqa: BLE001 -- a truncated or damaged PNG (PIL: several types)
+            raise CGRSegError(f'{name}: not a readable image ({common.one_line(err)})') from None
     if labels.max() > NUM_CLASSES:
         raise CGRSegError(f'{name}: label {labels.max()} out of range 0..{NUM_CLASSES}')
     return labels

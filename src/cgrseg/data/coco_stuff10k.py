@@ -7,7 +7,8 @@ import struct
 import zlib
 
 import numpy as np
-from scipy.io import loadmat, savemat
+from scipy.io import loadmat, savemat, whosmat
+from scipy.io.matlab import MatReadError, matfile_version, varmats_from_mat
 
 from ..errors import CGRSegError
 from . import common
@@ -23,8 +24,10 @@ LAYOUT = {split: {'img_dir': f'images/{folder}', 'ann_dir': f'annotations/{folde
 SUFFIX = '_labelTrainIds.png'
 LUT = coco_stuff_lut()
 MAX_S_BYTES = 32 << 20   # a decoded label map (COCO images are at most 640x640)
-MI_MATRIX, MI_COMPRESSED = 14, 15
-MAT_ITEMSIZE = {6: 8, 7: 4, 8: 1, 9: 1, 10: 2, 11: 2, 12: 4, 13: 4, 14: 8, 15: 8}   # class -> bytes
+MI_COMPRESSED = 15   # the MATLAB 5 element type of a zlib-compressed variable
+# the classes scipy's whosmat names that a label map may have -> bytes per element
+MAT_NUMERIC = {'double': 8, 'single': 4, 'int8': 1, 'uint8': 1, 'int16': 2, 'uint16': 2,
+               'int32': 4, 'uint32': 4, 'int64': 8, 'uint64': 8}
 
 
 def read_marker(paths):
@@ -76,7 +79,8 @@ def _convert_one(task):
     archive, root = common.worker_zip(), common.worker_root()
     image_path = root / 'images' / FOLDERS[split] / f'{stem}.jpg'
     common.copy_member(archive, f'images/{stem}.jpg', image_path)
-    width, height = common.image_size(image_path, f'{archive.filename}:images/{stem}.jpg')
+    width, height = common.image_size(image_path, f'{archive.filename}:images/{stem}.jpg',
+                                      decode=True)
     raw = label_field(common.read_member(archive, f'annotations/{stem}.mat'), name, (height, width))
     labels = map_labels(raw, name)
     common.write_png(root / 'annotations' / FOLDERS[split] / f'{stem}{SUFFIX}', labels)
@@ -84,24 +88,27 @@ def _convert_one(task):
 
 
 def label_field(data, name, shape=None):
-    """Field ``S`` of a .mat file; its declared shape is checked (against ``shape``, the image's
-    (height, width), and the size limits) before it is decoded."""
+    """Field ``S`` of a .mat file, read as mmseg's converter reads it (``loadmat(f)['S']``) once
+    its one ``S`` variable has passed the checks on its header: exactly one variable named S, a
+    dense real numeric 2-D matrix, as large as the image (``shape``: its (height, width)) and
+    within the size limits. Nothing is allocated for S before."""
     try:
-        header = mat_headers(data)
-        if 'S' not in header:
-            fields = ', '.join(k for k in header if not k.startswith('__')) or 'none'
-            raise CGRSegError(f'{name}: no label field S (fields: {fields})')
-        size, itemsize = header['S']
-        if len(size) == 2:
-            common.check_pixels(size[::-1], f'{name}: S')
-            if size[0] * size[1] * itemsize > MAX_S_BYTES:
-                raise CGRSegError(f'{name}: S declares {size[0] * size[1] * itemsize} bytes, more '
-                                  f'than the {MAX_S_BYTES} a label map may have')
+        variable = _only_s(data, name)
+        (_, size, kind), = whosmat(variable)
+        if kind not in MAT_NUMERIC or len(size) != 2:
+            raise CGRSegError(f'{name}: S must be a 2-D map of whole-number labels, not a {kind} '
+                              f'array of shape {size}')
+        common.check_pixels(size[::-1], f'{name}: S')
+        if size[0] * size[1] * MAT_NUMERIC[kind] > MAX_S_BYTES:
+            raise CGRSegError(f'{name}: S declares {size[0] * size[1] * MAT_NUMERIC[kind]} bytes, '
+                              f'more than the {MAX_S_BYTES} a label map may have')
         if shape is not None and tuple(size) != shape:
             raise CGRSegError(f'{name}: S is {size[1]}x{size[0]} for a {shape[1]}x{shape[0]} image')
-        raw = loadmat(io.BytesIO(data), variable_names=['S'])['S']
-    except (ValueError, TypeError, NotImplementedError, OSError, IndexError, struct.error,
-            zlib.error) as err:
+        variable.seek(0)
+        raw = loadmat(variable)['S']
+    except (ValueError, TypeError, NotImplementedError, OSError, IndexError, KeyError,
+            struct.error, zlib.error, MatReadError, MemoryError) as err:
+        # MemoryError: a length field asking for gigabytes (refused by the allocator at once)
         raise CGRSegError(f'{name}: not a readable MATLAB file ({common.one_line(err)})') from None
     if raw.ndim != 2 or raw.dtype.kind not in 'iuf':
         raise CGRSegError(f'{name}: S must be a 2-D map of whole-number labels, not {raw.dtype} '
@@ -109,42 +116,39 @@ def label_field(data, name, shape=None):
     return raw
 
 
-def mat_headers(data):
-    """{variable: (shape, bytes per element)} of a MATLAB 5 file, from the array headers only.
+def _only_s(data, name):
+    """The variable S of the MATLAB 5 file ``data`` as a file of its own (scipy's varmats), after
+    refusing a file with none or several, and any compressed variable that would inflate beyond
+    the limits (scipy inflates a variable's elements as their headers declare)."""
+    if matfile_version(io.BytesIO(data)) != (1, 0):
+        raise ValueError('not a MATLAB 5 file (v4 and v7.3 files are not COCO-Stuff annotations)')
+    _check_inflation(data, name)
+    variables = varmats_from_mat(io.BytesIO(data))
+    found = [variable for var_name, variable in variables if var_name == 'S']
+    if not found:
+        fields = ', '.join(var_name for var_name, _ in variables) or 'none'
+        raise CGRSegError(f'{name}: no label field S (fields: {fields})')
+    if len(found) > 1:
+        raise CGRSegError(f'{name}: {len(found)} variables named S; which one is the label map?')
+    return found[0]
 
-    scipy's own header reader (whosmat) inflates a compressed variable whole; this inflates only
-    the first bytes of each. Layout: a 128-byte file header, then elements (tag: type, size);
-    a compressed element (15) holds a matrix (14): flags (class), dimensions, name."""
-    order = {b'IM': '<', b'MI': '>'}.get(data[126:128])
-    if len(data) < 128 or order is None:
-        raise ValueError('no MATLAB 5 header')
-    found, position = {}, 128
+
+def _check_inflation(data, name):
+    """Walk the file's top-level elements (tag: type, byte count) and inflate each compressed one
+    as a stream, counting bytes without keeping them."""
+    order = '<' if data[126:128] == b'IM' else '>'
+    position, view = 128, memoryview(data)
     while position + 8 <= len(data):
         kind, size = struct.unpack_from(order + 'II', data, position)
-        body = data[position + 8:position + 8 + size]
-        position += 8 + (size if kind == MI_COMPRESSED else -(-size // 8) * 8)
         if kind == MI_COMPRESSED:
-            body, kind = zlib.decompressobj().decompress(body, 4096), MI_MATRIX
-            kind, size = struct.unpack_from(order + 'II', body)
-            body = body[8:]
-        if kind == MI_MATRIX and len(body) >= 16:
-            name, shape, itemsize = _matrix_header(body, order)
-            found[name] = (shape, itemsize)
-    return found
-
-
-def _matrix_header(body, order):
-    flags = struct.unpack_from(order + 'I', body, 8)[0]
-    _, size = struct.unpack_from(order + 'II', body, 16)
-    shape = struct.unpack_from(f'{order}{size // 4}i', body, 24)
-    position = 24 + -(-size // 8) * 8
-    small, = struct.unpack_from(order + 'I', body, position)
-    if small >> 16:   # the "small element" form: size in the upper half, data in the next 4 bytes
-        name = body[position + 4:position + 4 + (small >> 16)]
-    else:
-        _, length = struct.unpack_from(order + 'II', body, position)
-        name = body[position + 8:position + 8 + length]
-    return name.decode('latin-1'), tuple(shape), MAT_ITEMSIZE.get(flags & 0xFF, 8)
+            inflater, pending, total = zlib.decompressobj(), view[position + 8:position + 8 + size], 0
+            while pending and not inflater.eof:
+                total += len(inflater.decompress(pending, 1 << 20))
+                pending = inflater.unconsumed_tail
+                if total > MAX_S_BYTES + (1 << 20):
+                    raise CGRSegError(f'{name}: a compressed variable inflates to more than '
+                                      f'{MAX_S_BYTES + (1 << 20)} bytes')
+        position += 8 + (size if kind == MI_COMPRESSED else -(-size // 8) * 8)
 
 
 def map_labels(raw, name):

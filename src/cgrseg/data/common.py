@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import CGRSegError
+from ..io import parse_json
 
 # A synthetic archive carries this file (the official archives never do) at its dataset root.
 MARKER = 'CGRSEG_SYNTHETIC.json'
@@ -109,6 +110,13 @@ SLICE = 1 << 20                   # elements processed at a time in the label ma
 # that declares more than this many times its size (and over EXPANSION_FLOOR) is a zip bomb.
 MAX_EXPANSION = 10
 EXPANSION_FLOOR = 1 << 30
+# zipfile reads the whole central directory and keeps an object per member (~0.3 kB), in every
+# worker; the real ADE20K zip has ~44,500 members and a ~6 MB directory. A tar is read a header at
+# a time, but a GNU long name or a PAX header is read whole (the real VOC tar's names are < 100 B).
+MAX_MEMBERS = 100_000
+MAX_DIRECTORY_BYTES = 16 << 20
+MAX_TAR_HEADER_BYTES = 64 << 10
+MAX_HEADER_CHAIN = 4              # extended headers (PAX, long name, long link) before one member
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
@@ -157,20 +165,24 @@ def write_bytes(path, data):
     path.write_bytes(data)
 
 
-def image_size(source, name):
-    """(width, height) of an encoded image (bytes or a path), from its header only; refuses more
-    than MAX_PIXELS before anything is decoded."""
+def image_size(source, name, decode=False):
+    """(width, height) of an encoded image (bytes or a path). Its header is read first, refusing
+    more than MAX_PIXELS; with ``decode``, every pixel is then decoded too, so that a truncated or
+    damaged image is refused here, naming it, and never reaches training or evaluation."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-                size = img.size
+                check_pixels(img.size, name)
+                if decode:
+                    img.load()
+                return img.size
+    except CGRSegError:
+        raise
     except Image.DecompressionBombError as err:
         raise CGRSegError(f'{name}: {one_line(err)} (more than {MAX_PIXELS} pixels)') from None
     except Exception as err:  # noqa: BLE001 -- PIL raises several unrelated types
         raise CGRSegError(f'{name}: not a readable image ({one_line(err)})') from None
-    check_pixels(size, name)
-    return size
 
 
 def check_pixels(size, name):
@@ -188,6 +200,9 @@ ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedE
 
 def open_zip(path):
     """The zip at ``path``, after refusing hostile member names."""
+    problem = zip_directory_problem(path)
+    if problem:
+        raise CGRSegError(f'{path}: {problem}')
     try:
         archive = zipfile.ZipFile(path)
     except UnicodeDecodeError as err:
@@ -203,6 +218,31 @@ def open_zip(path):
         raise CGRSegError(f'{path}: its members declare {declared} bytes, more than {limit} '
                           f'({MAX_EXPANSION} times the archive; a zip bomb?)')
     return archive
+
+
+def zip_directory_problem(path):
+    """Why zipfile should not read the central directory of the zip at ``path``, or None: more
+    than MAX_DIRECTORY_BYTES, or more than MAX_MEMBERS records (zipfile makes an object of each).
+    The records are counted by their signatures, not taken from the end record, which may lie."""
+    try:
+        with open(path, 'rb') as f:
+            end = zipfile._EndRecData(f)
+            if end is None:
+                return None   # not a zip: zipfile says so
+            size = end[zipfile._ECD_SIZE]
+            if size > MAX_DIRECTORY_BYTES:
+                return (f'its central directory has {size} bytes, more than the '
+                        f'{MAX_DIRECTORY_BYTES} a dataset archive needs')
+            start = end[zipfile._ECD_LOCATION] - size
+            if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+                start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+            f.seek(max(start, 0))
+            records = max(end[zipfile._ECD_ENTRIES_TOTAL], f.read(size).count(b'PK\x01\x02'))
+    except ZIP_ERRORS as err:
+        return f'not a readable zip archive ({one_line(err)})'
+    if records > MAX_MEMBERS:
+        return f'{records} members, more than the {MAX_MEMBERS} a dataset archive has'
+    return None
 
 
 def member_info(archive, name, limit):
@@ -262,10 +302,49 @@ def zip_marker(path, prefix=''):
         return parse_marker(data, f'{path}:{prefix}{MARKER}')
 
 
+class RefusedTarHeader(tarfile.HeaderError):
+    """A tar header that is refused before it costs memory (reported as an unreadable tar)."""
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A tar header reader that refuses, before reading them, what tarfile would hold in memory
+    whole: a GNU long name/link or a PAX header over MAX_TAR_HEADER_BYTES, a chain of more than
+    MAX_HEADER_CHAIN such headers (tarfile recurses once per header), and sparse members (whose
+    maps tarfile reads block after block)."""
+
+    def _proc_gnulong(self, tar):
+        return self._extended(tar, super()._proc_gnulong)
+
+    def _proc_pax(self, tar):
+        return self._extended(tar, super()._proc_pax)
+
+    def _extended(self, tar, proc):
+        if self.size > MAX_TAR_HEADER_BYTES:
+            raise RefusedTarHeader(f'an extended header (long member name or PAX record) of '
+                                   f'{self.size} bytes, more than the {MAX_TAR_HEADER_BYTES} allowed')
+        tar.header_chain = getattr(tar, 'header_chain', 0) + 1
+        try:
+            if tar.header_chain > MAX_HEADER_CHAIN:
+                raise RefusedTarHeader(f'more than {MAX_HEADER_CHAIN} extended headers in a row')
+            return proc(tar)
+        finally:
+            tar.header_chain -= 1
+
+    def _sparse(self, *args):
+        raise RefusedTarHeader('a sparse member (a dataset archive has none)')
+
+    _proc_sparse = _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _sparse
+
+
+def open_tar(path):
+    """The uncompressed tar at ``path`` (as the official VOC tar), read with BoundedTarInfo."""
+    return tarfile.open(path, 'r:', tarinfo=BoundedTarInfo)
+
+
 def tar_marker(path):
     """The marker if it is the first member of the tar at ``path`` (where synth puts it), else None."""
     try:
-        with tarfile.open(path, 'r:') as tar:   # uncompressed, as the official VOC tar
+        with open_tar(path) as tar:
             first = tar.next()
             if first is None or Path(first.name).name != MARKER or not first.isfile():
                 return None
@@ -278,8 +357,8 @@ def tar_marker(path):
 
 
 def parse_marker(data, where):
+    marker = parse_json(data, where, MAX_LIST_BYTES)
     try:
-        marker = json.loads(data)
         counts = marker['counts']
         if sorted(counts) != ['train', 'val'] or not all(isinstance(n, int) for n in counts.values()):
             raise ValueError('counts must be {train: N, val: N}')

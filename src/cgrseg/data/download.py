@@ -7,6 +7,7 @@ whose checksum matches is renamed to ``DEST/<name>``; a mismatching ``.part`` is
 """
 import errno
 import os
+import re
 import sys
 import tarfile
 import time
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from ..errors import CGRSegError
 from ..io import write_text
 from . import sources as src
+from .common import open_tar, zip_directory_problem
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 MIN_RATE = 1024   # bytes/s, averaged over each --timeout window; 0 turns the check off
@@ -139,10 +141,13 @@ def format_problem(path, name):
         return None if head.lstrip()[:1] in (b'{', b'[') else f'not a JSON file ({looks})'
     try:
         if kind == 'zip':
+            problem = zip_directory_problem(path)
+            if problem:
+                return problem
             with zipfile.ZipFile(path) as archive:
                 readable = bool(archive.infolist()) and head[:4] == b'PK\x03\x04'
         else:
-            with tarfile.open(path, 'r:') as archive:
+            with open_tar(path) as archive:
                 readable = archive.next() is not None   # a header with a valid checksum
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError, OSError):
         readable = False
@@ -192,8 +197,8 @@ def _http_get(url, part, timeout, min_rate):
                 _refuse_range(response, part, offset)
             if response.status_code != 206:
                 offset = 0   # the server sent the whole file
-            length = response.headers.get('Content-Length')
-            total = offset + int(length) if length is not None else None
+            length = _content_length(url, response)
+            total = offset + length if length is not None else None
             rate = RateGuard(min_rate, timeout)
             with open(part, 'ab' if offset else 'wb') as f, \
                     _progress(part.name, total, offset) as bar:
@@ -254,6 +259,17 @@ def _raise_for_status(url, response):
         raise TransferError(f'HTTP {response.status_code} {response.reason}')
     if response.status_code >= 400:
         raise CGRSegError(f'{url}: HTTP {response.status_code} {response.reason}')
+
+
+def _content_length(url, response):
+    """The body's announced size in bytes, or None (chunked); a value that is not a byte count is
+    a broken server (or a hostile one), not a transfer to retry."""
+    value = response.headers.get('Content-Length')
+    if value is None:
+        return None
+    if not re.fullmatch('[0-9]{1,19}', value.strip()):   # no sign, no "1,2", no "1e9", no "²"
+        raise CGRSegError(f'{url}: the server sent Content-Length {value[:40]!r}, not a byte count')
+    return int(value)
 
 
 def _resumes_at(response, offset):

@@ -3,19 +3,26 @@ annotations (trainval_merged.json). Replaces mmseg's converter, whose Detail API
 the JSON's RLE masks are decoded with pycocotools and painted in file order (later annotations
 overwrite earlier ones, as Detail's ``getMask``), then mapped to 1..59 (0 = background/other).
 
+The JSON (about 590 MiB) is streamed with ijson, never parsed whole: one pass keeps the images and
+categories (small) and copies each annotation's RLE string into a spool file in the output folder,
+indexed by image; each worker then reads its image's masks from there.
+
 Splits: the JSON images' ``phase`` (``train``/``val``), as Detail and mmseg use; the manifest also
 records whether they agree with VOC2010's ImageSets/Main/{train,val}.txt.
 """
 import json
 import shutil
 import tarfile
+from array import array
 from pathlib import Path, PurePosixPath
 
+import ijson
 import numpy as np
 from pycocotools import mask as coco_mask
 from tqdm import tqdm
 
 from ..errors import CGRSegError
+from ..io import GuardedReader, JsonGuard
 from . import common
 from .labels import (
     PASCAL_CONTEXT_59_IDS,
@@ -33,8 +40,25 @@ LISTS = {split: f'ImageSets/SegmentationContext/{split}.txt' for split in ('trai
 LAYOUT = {split: {'img_dir': 'JPEGImages', 'ann_dir': 'SegmentationClassContext', 'split': listed}
           for split, listed in LISTS.items()}
 LUT = pascal_context_lut()
-# The real trainval_merged.json is a few hundred MB and parsed whole; anything far larger is not it.
+# The real trainval_merged.json (~590 MiB) lists 14,288 images (4,996 train, 5,104 val, 4,188
+# test) and their masks; anything far larger is not it.
 MAX_JSON_BYTES = 2 << 30
+MAX_IMAGES = 100_000
+MAX_ANNOTATIONS = 1_000_000       # the index costs 64 bytes each
+MAX_RLE_BYTES = 16 << 20          # one JSON string (an RLE mask); what ijson holds at a time
+SPOOL = '.annotations.rle'        # in the dataset folder while it is built; deleted before the rename
+SECTIONS = ('images', 'annos_segmentation', 'categories')
+# the fields read from the stream (prefix -> name); everything else is skipped
+FIELDS = {'images.item.image_id': 'image_id', 'images.item.file_name': 'file_name',
+          'images.item.height': 'height', 'images.item.width': 'width',
+          'images.item.phase': 'phase', 'categories.item.category_id': 'category_id',
+          'annos_segmentation.item.id': 'id', 'annos_segmentation.item.image_id': 'image_id',
+          'annos_segmentation.item.category_id': 'category_id',
+          'annos_segmentation.item.segmentation': 'form',
+          'annos_segmentation.item.segmentation.counts': 'counts',
+          'annos_segmentation.item.segmentation.size': 'size'}
+RLE, POLYGONS, UNCOMPRESSED, OTHER = range(4)   # forms of a mask; Detail's getMask decodes RLE only
+ANNOTATION = ('image_id', 'category_id', 'id', 'offset', 'length', 'height', 'width', 'form')
 SPLIT_SOURCE = ("trainval_merged.json images' phase field (train/val), as the Detail API and "
                 "mmseg's converter use it")
 
@@ -46,9 +70,11 @@ def read_marker(paths):
 def convert(paths, root, jobs):
     tar_path, json_path = paths
     _extract(tar_path, root)
-    tasks = _tasks(_load(json_path), json_path, tar_path, root)
+    images, annotations = _read_detail(json_path, root / SPOOL)
+    tasks = _tasks(images, annotations, json_path, tar_path, root)
     splits, counters = common.collect(
         common.parallel_map(_convert_one, tasks, jobs, 'pascal_context', (None, root)))
+    (root / SPOOL).unlink()
     for split, listed in LISTS.items():
         ids = splits.get(split, {}).get('ids', [])
         common.write_bytes(root / listed, ''.join(f'{stem}\n' for stem in ids).encode())
@@ -60,8 +86,10 @@ def convert(paths, root, jobs):
 def _extract(path, root):
     """Stream the regular files under VOCdevkit/VOC2010/ into ``root``, refusing hostile members."""
     try:
-        with tarfile.open(path, 'r:') as tar, tqdm(desc='extract', unit='file', disable=None) as bar:
-            while (member := tar.next()) is not None:
+        with common.open_tar(path) as tar, tqdm(desc='extract', unit='file', disable=None) as bar:
+            for count in range(common.MAX_MEMBERS + 1):
+                if (member := tar.next()) is None:
+                    break
                 tar.members.clear()   # tarfile keeps every header it read: memory grows with them
                 relative = _member_path(path, member)
                 if relative is None:
@@ -74,6 +102,9 @@ def _extract(path, root):
                 with tar.extractfile(member) as fin, open(target, 'wb') as fout:
                     shutil.copyfileobj(fin, fout, 1 << 20)
                 bar.update()
+            else:
+                raise CGRSegError(f'{path}: more than {common.MAX_MEMBERS} members, more than a '
+                                  'dataset archive has')
     except (tarfile.TarError, EOFError) as err:
         raise CGRSegError(f'{path}: not a readable tar archive ({common.one_line(err)})') from None
     except OSError as err:
@@ -93,64 +124,184 @@ def _member_path(path, member):
     return PurePosixPath(member.name[len(PREFIX):]).parts or None
 
 
-def _load(path):
+def _read_detail(path, spool):
+    """Stream the JSON at ``path``: (images, annotations). ``images``: one dict per entry of
+    "images" (its scalar fields); ``annotations``: one int64 column per ANNOTATION field, in file
+    order, whose masks (RLE strings) were written to ``spool`` at ``offset``/``length``. The
+    category of every annotation is checked against "categories", as the converter did."""
     size = Path(path).stat().st_size
     if size > MAX_JSON_BYTES:
         raise CGRSegError(f'{path}: {size} bytes, more than the {MAX_JSON_BYTES} the annotation JSON '
                           'may have')
+    stream = _DetailStream(path)
     try:
-        doc = json.loads(Path(path).read_bytes())
-    except (ValueError, OSError) as err:
+        with open(path, 'rb') as f, open(spool, 'wb') as out:
+            guarded = GuardedReader(f, JsonGuard(path, max_token=MAX_RLE_BYTES))
+            stream.read(ijson.parse(guarded, buf_size=64 << 10, use_float=True), out)
+    except (ijson.JSONError, ValueError) as err:   # ValueError: e.g. a number of 5000 digits
         raise CGRSegError(f'{path}: not readable JSON ({common.one_line(err)})') from None
-    for key in ('images', 'annos_segmentation', 'categories'):
-        if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+    for key in SECTIONS:
+        if key not in stream.lists:
             raise CGRSegError(f'{path}: no "{key}" list -- not the PASCAL in Detail trainval JSON')
-    return doc
+    annotations = {field: np.frombuffer(column, np.int64) for field, column in stream.columns.items()}
+    _check_categories(path, annotations, stream.categories)
+    return stream.images, annotations
 
 
-def _tasks(doc, path, tar_path, root):
-    try:
-        known = {c['category_id'] for c in doc['categories']}
-        by_image = {}
-        for ann in doc['annos_segmentation']:
-            category = ann['category_id']
-            if category not in known or not 0 < category <= PASCAL_CONTEXT_MAX_ID:
-                raise CGRSegError(f'{path}: annotation {ann.get("id")} has category_id {category}, '
-                               f'not one of the categories (1..{PASCAL_CONTEXT_MAX_ID})')
-            by_image.setdefault(ann['image_id'], []).append((category, ann['segmentation']))
-        tasks, stems = [], set()
-        for img in doc['images']:
-            if img['phase'] not in LISTS:
-                continue
-            file_name = common.plain_name(img['file_name'], f'{path}: image')
-            stem = Path(file_name).stem
-            if stem in stems:
-                raise CGRSegError(f'{path}: image {file_name!r} is listed twice (the same image in '
-                                  'two entries or splits)')
-            stems.add(stem)
-            if not (root / 'JPEGImages' / file_name).is_file():
-                raise CGRSegError(f'{path}: image {file_name} is not in {tar_path}:{PREFIX}JPEGImages')
-            height, width = img['height'], img['width']
-            if not all(isinstance(n, int) and n > 0 for n in (height, width)):
-                raise CGRSegError(f'{path}: image {file_name!r} has size {width!r}x{height!r}')
-            common.check_pixels((width, height), f'{path}: image {file_name!r}')
-            tasks.append((img['phase'], f'{path.name}:{file_name}', stem, file_name,
-                          height, width, by_image.get(img['image_id'], [])))
-    except (KeyError, TypeError) as err:
-        raise CGRSegError(f'{path}: malformed entry ({type(err).__name__}: {err})') from None
+class _DetailStream:
+    """Collects what prepare needs from the parser's events (prefix, event, value), keeping only
+    the FIELDS of each entry of the three SECTIONS."""
+
+    def __init__(self, path):
+        self.path, self.lists, self.keys = path, set(), set()
+        self.images, self.categories = [], set()
+        self.columns = {field: array('q') for field in ANNOTATION}
+
+    def read(self, events, spool):
+        entry = section = None
+        for prefix, event, value in events:
+            if entry is not None:
+                if prefix == section and event == 'end_map':
+                    self._add(section, entry, spool)
+                    entry = None
+                elif prefix in FIELDS:
+                    self._field(entry, FIELDS[prefix], event, value)
+                elif prefix == 'annos_segmentation.item.segmentation.size.item':
+                    if len(entry.get('size', ())) < 3:   # a third value already makes it invalid
+                        entry['size'] = entry.get('size', ()) + (value,)
+            elif prefix.endswith('.item') and prefix[:-5] in SECTIONS:
+                if event != 'start_map':
+                    self._malformed(f'an entry of "{prefix[:-5]}" is a {event}, not an object')
+                entry, section = {}, prefix
+            elif prefix == '':
+                self._top(event, value)
+            elif prefix in SECTIONS and event == 'start_array':
+                self.lists.add(prefix)
+
+    def _top(self, event, value):
+        if event == 'map_key':
+            if value in self.keys:   # json.load would keep the last one silently
+                self._malformed(f'the key "{value}" appears twice at the top level')
+            self.keys.add(value)
+        elif event not in ('start_map', 'end_map'):
+            self._malformed('the document is not a JSON object')
+
+    @staticmethod
+    def _field(entry, name, event, value):
+        if event in ('end_map', 'end_array', 'map_key'):
+            return
+        if name == 'form':   # the segmentation: a mapping (RLE) or a list (polygons)
+            entry['form'] = {'start_map': RLE, 'start_array': POLYGONS}.get(event, OTHER)
+        elif name == 'size':
+            entry['size'] = ()
+        elif name == 'counts' and event == 'start_array':
+            entry['form'] = UNCOMPRESSED
+        elif event in ('string', 'number', 'boolean', 'null'):
+            entry[name] = value
+
+    def _add(self, section, entry, spool):
+        if section == 'images.item':
+            if len(self.images) == MAX_IMAGES:
+                self._malformed(f'more than {MAX_IMAGES} images')
+            self.images.append(entry)
+        elif section == 'categories.item':
+            self.categories.add(entry.get('category_id'))
+        else:
+            self._annotation(entry, spool)
+
+    def _annotation(self, entry, spool):
+        if len(self.columns['id']) == MAX_ANNOTATIONS:
+            self._malformed(f'more than {MAX_ANNOTATIONS} annotations')
+        values = {'id': entry.get('id') if _is_int(entry.get('id')) else -1}
+        for name in ('image_id', 'category_id'):
+            if not _is_int(entry.get(name)):
+                self._malformed(f'annotation {entry.get("id")!r} has {name} {entry.get(name)!r}')
+            values[name] = entry[name]
+        size, counts, form = entry.get('size', ()), entry.get('counts'), entry.get('form', OTHER)
+        height, width = size if len(size) == 2 and all(map(_is_int, size)) else (-1, -1)
+        try:
+            data = counts.encode('ascii') if form == RLE else b''
+        except (AttributeError, UnicodeEncodeError):   # no counts text, or not RLE characters
+            data, form = b'', OTHER
+        values.update(offset=spool.tell(), length=len(data), height=height, width=width, form=form)
+        spool.write(data)
+        try:
+            for field in ANNOTATION:
+                self.columns[field].append(values[field])
+        except OverflowError:
+            self._malformed(f'annotation {entry.get("id")!r} has a number beyond 64 bits')
+
+    def _malformed(self, problem):
+        raise CGRSegError(f'{self.path}: malformed entry ({problem})')
+
+
+def _is_int(value):
+    return type(value) is int   # not bool, not a float such as 1.0
+
+
+def _check_categories(path, annotations, categories):
+    known = np.array(sorted(c for c in categories if _is_int(c) and 0 < c <= PASCAL_CONTEXT_MAX_ID),
+                     dtype=np.int64)
+    bad = ~np.isin(annotations['category_id'], known)
+    if bad.any():
+        first = int(np.argmax(bad))
+        ann_id = int(annotations['id'][first])
+        raise CGRSegError(f'{path}: annotation {ann_id if ann_id >= 0 else None} has category_id '
+                          f'{int(annotations["category_id"][first])}, not one of the categories '
+                          f'(1..{PASCAL_CONTEXT_MAX_ID})')
+
+
+def _tasks(images, annotations, path, tar_path, root):
+    order = np.argsort(annotations['image_id'], kind='stable')   # stable: file order per image
+    image_ids = annotations['image_id'][order]
+    columns = np.stack([annotations[f] for f in ('category_id', 'offset', 'length', 'height',
+                                                 'width', 'form')], axis=1)[order]
+    tasks, stems = [], set()
+    for img in images:
+        if img.get('phase') not in LISTS:
+            continue
+        file_name = common.plain_name(img.get('file_name'), f'{path}: image')
+        stem = Path(file_name).stem
+        if stem in stems:
+            raise CGRSegError(f'{path}: image {file_name!r} is listed twice (the same image in '
+                              'two entries or splits)')
+        stems.add(stem)
+        if not (root / 'JPEGImages' / file_name).is_file():
+            raise CGRSegError(f'{path}: image {file_name} is not in {tar_path}:{PREFIX}JPEGImages')
+        height, width, image_id = img.get('height'), img.get('width'), img.get('image_id')
+        if not all(_is_int(n) and n > 0 for n in (height, width)):
+            raise CGRSegError(f'{path}: image {file_name!r} has size {width!r}x{height!r}')
+        if not _is_int(image_id):
+            raise CGRSegError(f'{path}: image {file_name!r} has image_id {image_id!r}')
+        common.check_pixels((width, height), f'{path}: image {file_name!r}')
+        rows = slice(*_rows(image_ids, image_id))
+        tasks.append((img['phase'], f'{path.name}:{file_name}', stem, file_name, height, width,
+                      columns[rows]))
     return tasks
+
+
+def _rows(image_ids, image_id):
+    """(first, end) of ``image_id``'s annotations in the sorted ``image_ids``."""
+    if not -2 ** 63 <= image_id < 2 ** 63:   # no annotation (an int64 column) can have it
+        return 0, 0
+    return (int(np.searchsorted(image_ids, image_id, 'left')),
+            int(np.searchsorted(image_ids, image_id, 'right')))
 
 
 @common.guarded
 def _convert_one(task):
     split, name, stem, file_name, height, width, annotations = task
     root = common.worker_root()
-    size = common.image_size(root / 'JPEGImages' / file_name, name)
+    size = common.image_size(root / 'JPEGImages' / file_name,
+                             f'{ARCHIVES[0]}:{PREFIX}JPEGImages/{file_name}', decode=True)
     if size != (width, height):
         raise CGRSegError(f'{name}: JSON says {width}x{height}, the image is {size[0]}x{size[1]}')
     categories = np.zeros((height, width), dtype=np.int16)
-    for category, segmentation in annotations:
-        categories[decode(segmentation, height, width, name)] = category
+    with open(root / SPOOL, 'rb') as spool:
+        for category, offset, length, mask_height, mask_width, form in annotations.tolist():
+            spool.seek(offset)
+            rle = _rle(spool.read(length), (mask_height, mask_width), form, height, width, name)
+            categories[coco_mask.decode(rle).astype(bool)] = category
     labels = LUT[categories]
     outside = int(np.count_nonzero((categories > 0) & (labels == 0)))
     common.write_png(root / 'SegmentationClassContext' / f'{stem}.png', labels)
@@ -158,16 +309,17 @@ def _convert_one(task):
     return split, stem, common.histogram(labels), counters
 
 
-def decode(segmentation, height, width, name):
-    """Boolean mask of a COCO-style segmentation (compressed/uncompressed RLE or polygons)."""
-    if isinstance(segmentation, list):
-        segmentation = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation, dict) and isinstance(segmentation.get('counts'), list):
-        segmentation = coco_mask.frPyObjects(segmentation, height, width)
-    if not isinstance(segmentation, dict) or list(segmentation.get('size', ())) != [height, width]:
-        size = segmentation.get('size') if isinstance(segmentation, dict) else None
-        raise CGRSegError(f'{name}: mask size {size} does not match the image ({height}x{width})')
-    return coco_mask.decode(segmentation).astype(bool)
+def _rle(counts, size, form, height, width, name):
+    """The compressed RLE of one mask, as pycocotools decodes it (and refuses runs that do not sum
+    to the image: ValueError, reported naming the image)."""
+    if form != RLE:
+        kind = {POLYGONS: 'polygons', UNCOMPRESSED: 'an uncompressed RLE'}.get(form, 'not a mask')
+        raise CGRSegError(f'{name}: a segmentation is {kind}; only compressed RLE masks are read, '
+                          "as the Detail API's getMask decodes them")
+    if size != (height, width):
+        raise CGRSegError(f'{name}: mask size {list(size)} does not match the image '
+                          f'({height}x{width})')
+    return {'size': [height, width], 'counts': counts}
 
 
 def _compare_main(root, splits):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CGRSegError
-from ..io import atomic_dir
+from ..io import atomic_dir, read_json
 from . import sources as src
 from .common import disk_error, one_line
 
@@ -73,10 +73,10 @@ def _fingerprint(path):
 
 def _up_to_date(manifest, root, archives):
     try:
-        old = json.loads(manifest.read_text())
+        old = read_json(manifest, 'manifest')
         recorded = {name: a.get('sha256') for name, a in old.get('archives', {}).items()}
         version = old.get('manifest_version')
-    except (OSError, ValueError, AttributeError):   # unreadable, or not the manifest's shape
+    except (CGRSegError, AttributeError):   # missing, unreadable, or not the manifest's shape
         return False
     return (root.is_dir() and version == MANIFEST_VERSION
             and recorded == {name: a['sha256'] for name, a in archives.items()})

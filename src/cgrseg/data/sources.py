@@ -58,7 +58,8 @@ def parse_checksum(text):
 def read_record(path):
     """The sha256 that `cgrseg download` recorded in ``path`` (``<hex>  <name>``)."""
     try:
-        digest = path.read_bytes().decode('ascii').split()[0]
+        with open(path, 'rb') as f:   # '<64 hex digits>  <name>\n': a few hundred bytes at most
+            digest = f.read(4096).decode('ascii').split()[0]
         parse_checksum(f'sha256:{digest}')
     except (UnicodeDecodeError, IndexError, ValueError):
         raise CGRSegError(f'{path}: not a recorded sha256 ("<64 hex digits>  <name>"); delete it and '

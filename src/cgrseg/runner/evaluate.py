@@ -6,14 +6,13 @@ it; a data set whose official protocol is single scale is evaluated once. mmseg 
 metric (``single_gpu_test(pre_eval=True)`` + ``dataset.evaluate``); this command only chooses the
 test pipelines and writes the result file of docs/results-schema.md.
 """
-import json
 import math
 from pathlib import Path
 
 from cgrseg.mmseg_config import EVALUATE
 from cgrseg.cli import optional, yes_no
 from cgrseg.errors import CGRSegError
-from cgrseg.io import write_json
+from cgrseg.io import read_json, write_json
 from cgrseg.runner import protocols as P
 from cgrseg.runner.checkpoints import completed_iters
 
@@ -80,10 +79,7 @@ def read_manifest(path):
     """The prepared data set's manifest (``cgrseg prepare``), or None without one."""
     if path is None:
         return None
-    try:
-        manifest = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise CGRSegError(f'{path}: cannot read the data set manifest: {err}') from None
+    manifest = read_json(path, 'data set manifest')
     if not isinstance(manifest, dict):
         raise CGRSegError(f'{path}: the data set manifest must be a JSON object, '
                           f'not {type(manifest).__name__}')

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from cgrseg.errors import CGRSegError
+from cgrseg.io import read_json
 
 LOCK_NAME = 'train.lock'
 INHERITED = 'CGRSEG_TRAIN_LOCK'
@@ -29,8 +30,8 @@ def held_by_parent(work_dir):
 
 def _holder(path):
     try:
-        info = json.loads(path.read_text() or '{}')
-    except (OSError, ValueError):
+        info = read_json(path, 'lock file', limit=4096)
+    except CGRSegError:   # empty (not written yet) or damaged: the holder is still the holder
         info = {}
     if not isinstance(info, dict) or 'pid' not in info:
         return 'another process (holder not recorded yet)'

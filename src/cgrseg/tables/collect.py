@@ -9,7 +9,6 @@ the diff show as "pending". Layout and fields: docs/tables.md and docs/results-s
 - params_M/gflops: the judged model (params.yaml ``judged_complexity``: the ADE20K model at 512x512,
   mmcv convention) in every table; ``*_dataset``: the dataset's own model at ``measure_shape``.
 """
-import json
 import math
 import numbers
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from cgrseg import layout, schemas
 from cgrseg.errors import CGRSegError
+from cgrseg.io import read_json
 from cgrseg.tables.hypotheses import measurement_path
 
 # the params.yaml keys collect reads
@@ -173,23 +173,10 @@ def _hypothesis(results, name, hyp, judged):
             hypothesis_key(name, 'flops_input'): flops['input']}
 
 
-def _reject_constant(name):
-    raise ValueError(f'{name} is not a JSON number')
-
-
 def _read_json(path, holds='a JSON object'):
     """The JSON object in ``path``, None when there is no such file; anything else is one line."""
-    try:
-        doc = json.loads(Path(path).read_text(), parse_constant=_reject_constant)
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        raise CGRSegError(f'{path}: not valid JSON (not UTF-8 text)') from None
-    except OSError as err:
-        raise CGRSegError(f'{path}: cannot read: {err.strerror}') from None
-    except ValueError as err:
-        raise CGRSegError(f'{path}: not valid JSON ({err})') from None
-    if not isinstance(doc, dict):
+    doc = read_json(path, 'result file', optional=True)
+    if doc is not None and not isinstance(doc, dict):
         raise CGRSegError(f'{path}: must hold {holds}')
     return doc
 
