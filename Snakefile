@@ -14,6 +14,7 @@ rule all:
         FINAL_TARGETS,
 
 
+include: "workflow/rules/doctor.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
