@@ -25,6 +25,9 @@ COMMANDS = {
     'diff': 'cgrseg.tables.cli',
     'figure': 'cgrseg.tables.cli',
     'doctor': 'cgrseg.doctor',
+    'curves': 'cgrseg.curves',
+    'zoo': 'cgrseg.zoo',
+    'pages': 'cgrseg.pages',
 }
 
 
