@@ -23,8 +23,8 @@ def config(**changes):
 
 
 def paper(**profile):
-    out = config(profile='paper', sources='real')
-    out['profiles']['paper'].update(profile)
+    out = config(preset='paper', sources='real')
+    out['presets']['paper'].update(profile)
     return out
 
 
@@ -44,11 +44,11 @@ def in_repo(monkeypatch):
 
 
 def test_the_demo_passes_here_and_writes_nothing(run_cli, in_repo):
-    cfg = config(profile='doctor-check')   # the demo's schedule under a results root no one uses
-    cfg['profiles']['doctor-check'] = cfg['profiles']['demo']
+    cfg = config(preset='doctor-check')   # the demo's schedule under a results root no one uses
+    cfg['presets']['doctor-check'] = cfg['presets']['demo']
     result = run_cli('doctor', '--params-json', json.dumps(cfg))
     assert result.code == 0, result.err
-    assert result.out.splitlines()[-1] == "cgrseg doctor: ready for profile 'doctor-check' (local)"
+    assert result.out.splitlines()[-1] == "cgrseg doctor: ready for preset 'doctor-check' (local)"
     assert [c for c in ('packages', 'registry', 'devices', 'disk', 'weights', 'outputs')
             if f'ok  {c}:' not in result.out] == []
     assert not (REPO / 'results' / 'doctor-check').exists()
@@ -63,7 +63,7 @@ def test_problems_are_one_prefixed_line_each_and_exit_2(run_cli, in_repo, tmp_pa
     assert result.out == ''
     lines = result.err.strip().splitlines()
     assert lines and all(line.startswith(PREFIX) for line in lines), lines
-    assert any('profiles.paper.gpus: 64 GPU(s) asked for' in line for line in lines)
+    assert any('presets.paper.gpus: 64 GPU(s) asked for' in line for line in lines)
     assert any('gpus x samples_per_gpu = 512 images per step' in line for line in lines)
     assert files_under(tmp_path) == before
 
@@ -77,12 +77,12 @@ def test_config_overrides_read_like_snakemakes(tmp_path):
     class Args:
         params, params_json, executor, partitions = str(REPO / 'params.yaml'), None, 'local', []
         lock, setup, sources = doctor.LOCK, doctor.SETUP, doctor.SOURCES
-        config = ['profile=paper', 'profiles={paper: {gpus: 4, samples_per_gpu: 4}}']
+        config = ['preset=paper', 'presets={paper: {gpus: 4, samples_per_gpu: 4}}']
     plan = doctor.load_plan(Args)
-    assert plan.config['profile'] == 'paper'
-    assert plan.config['profiles']['paper']['gpus'] == 4
-    assert plan.config['profiles']['paper']['iters'] is None   # merged, not replaced
-    assert plan.config['profiles']['demo'] == PARAMS['profiles']['demo']
+    assert plan.config['preset'] == 'paper'
+    assert plan.config['presets']['paper']['gpus'] == 4
+    assert plan.config['presets']['paper']['iters'] is None   # merged, not replaced
+    assert plan.config['presets']['demo'] == PARAMS['presets']['demo']
 
 
 # ---- packages ---------------------------------------------------------------------------------
@@ -159,8 +159,8 @@ def test_more_gpus_than_visible_devices_and_no_nccl(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
     monkeypatch.setattr(dist, 'is_nccl_available', lambda: False)
     found, _ = doctor.devices(doctor.Plan(config=paper(gpus=2, samples_per_gpu=8)))
-    assert found[0].startswith('params.yaml: profiles.paper.gpus: 2 GPU(s) asked for, 1 CUDA device(s) visible')
-    assert found[1] == 'params.yaml: profiles.paper.gpus: 2 GPUs train with DDP over NCCL, which this torch lacks'
+    assert found[0].startswith('params.yaml: presets.paper.gpus: 2 GPU(s) asked for, 1 CUDA device(s) visible')
+    assert found[1] == 'params.yaml: presets.paper.gpus: 2 GPUs train with DDP over NCCL, which this torch lacks'
 
 
 def test_enough_devices_pass(monkeypatch):
@@ -174,7 +174,7 @@ def test_enough_devices_pass(monkeypatch):
 
 def test_a_paper_run_keeps_16_images_per_step_and_a_demo_may_not():
     assert doctor.devices(doctor.Plan(config=paper(gpus=0, samples_per_gpu=8)))[0] == [
-        'params.yaml: profiles.paper: gpus x samples_per_gpu = 8 images per step; the paper trained '
+        'params.yaml: presets.paper: gpus x samples_per_gpu = 8 images per step; the paper trained '
         '16 (4 GPUs x 4), keep the product 16']
     assert doctor.devices(doctor.Plan(config=config()))[0] == []
 
@@ -238,7 +238,7 @@ def test_the_rule_passes_the_workflow_profiles_partitions(tmp_path):
 # ---- disk -------------------------------------------------------------------------------------
 
 def test_too_little_disk_for_the_archives_and_prepared_data(small_tmpfs, in_repo):
-    cfg = config(profile='paper', sources='real', data_root=str(small_tmpfs / 'data'))
+    cfg = config(preset='paper', sources='real', data_root=str(small_tmpfs / 'data'))
     found, _ = doctor.disk(doctor.Plan(config=cfg))
     assert len(found) == 1
     assert found[0].startswith(f'{small_tmpfs}: 10.9 GB needed (ade20k archives 0.9; ade20k prepared 1.4; '
@@ -247,7 +247,7 @@ def test_too_little_disk_for_the_archives_and_prepared_data(small_tmpfs, in_repo
 
 
 def test_downloaded_bytes_and_prepared_datasets_are_not_needed_again(tmp_path, in_repo):
-    cfg = config(profile='paper', sources='real', data_root=str(tmp_path / 'data'))
+    cfg = config(preset='paper', sources='real', data_root=str(tmp_path / 'data'))
     needs, _ = doctor.dataset_needs(doctor.Plan(config=cfg))
     full = sum(size for _, size, _ in needs)
     partial = tmp_path / 'data' / 'raw' / 'ade20k' / 'ADEChallengeData2016.zip'
@@ -265,7 +265,7 @@ def test_sizes_come_from_the_sources_file_and_are_checked(tmp_path, in_repo):
     doc['datasets']['ade20k']['prepared_mb'] = 'lots'
     bad = tmp_path / 'sources.yaml'
     bad.write_text(yaml.safe_dump(doc))
-    cfg = config(profile='paper', sources='real', data_root=str(tmp_path / 'data'))
+    cfg = config(preset='paper', sources='real', data_root=str(tmp_path / 'data'))
     found, _ = doctor.disk(doctor.Plan(config=cfg, sources=str(bad)))
     assert found == [f"{bad}: datasets.ade20k: prepared_mb must be a size in MB, got 'lots'"]
 
@@ -320,7 +320,7 @@ def test_untrusted_records_are_read_with_limits(tmp_path, record, problem):
 
 def test_an_output_root_under_a_file_is_named(tmp_path):
     (tmp_path / 'blocked').write_text('a file where a folder should be')
-    found, _ = doctor.outputs(doctor.Plan(config=config(profile='paper', sources='real',
+    found, _ = doctor.outputs(doctor.Plan(config=config(preset='paper', sources='real',
                                                           data_root=str(tmp_path / 'blocked' / 'data'))))
     assert found[0] == f'{tmp_path}/blocked/data: {tmp_path}/blocked is a file, not a folder'
     assert len(found) == 3   # data, data/raw, data/prepared
@@ -330,7 +330,7 @@ def test_a_read_only_output_root_is_named(small_tmpfs):
     done = subprocess.run(['mount', '-o', 'remount,ro', str(small_tmpfs)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f'cannot remount the tmpfs read-only: {done.stderr.strip()}')
-    found, _ = doctor.outputs(doctor.Plan(config=config(profile='paper', sources='real',
+    found, _ = doctor.outputs(doctor.Plan(config=config(preset='paper', sources='real',
                                                           data_root=str(small_tmpfs / 'data'))))
     assert found[0] == (f'{small_tmpfs}/data: not writable ({small_tmpfs} refuses writes: permissions '
                         'or a read-only file system)')

@@ -134,7 +134,7 @@ def draw(history, title, final=None):
 
 
 def image_name(run):
-    """results/<profile>/report/curves/<dataset>_cgrseg-<v>_seed<s>.png (the report's pattern)."""
+    """results/<preset>/report/curves/<dataset>_cgrseg-<v>_seed<s>.png (the report's pattern)."""
     part = parse_run(run)
     return f'{part["dataset"]}_{part["model"]}_seed{part["seed"]}.png'
 
@@ -170,7 +170,7 @@ def add_parser(sub):
                        description=__doc__, formatter_class=__import__('argparse').RawDescriptionHelpFormatter)
     p.add_argument('--runs', nargs='+', required=True, metavar='RUN',
                    help='DATASET/cgrseg-VARIANT/seedN, as under --work-root and RESULTS/runs')
-    p.add_argument('--work-root', required=True, help='training work directories (results/<profile>/work_dirs)')
+    p.add_argument('--work-root', required=True, help='training work directories (results/<preset>/work_dirs)')
     p.add_argument('--results', required=True, help='results root, for RESULTS/runs/RUN/metrics.json')
     p.add_argument('--out', required=True, help='output folder, replaced atomically')
     p.set_defaults(func=run)

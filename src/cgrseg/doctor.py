@@ -4,8 +4,8 @@ Every problem is one line naming the file or key concerned; any problem means ex
 written (mmcv's config parser alone makes, and removes, a temporary copy of each config in $TMPDIR).
 
 Checks: installed versions against envs/requirements.lock and scripts/setup.sh's mmcv-full and
-mmsegmentation pins; CGRSeg's types registered in mmseg and every config the profile trains
-loadable; CUDA devices >= the profile's ``gpus`` and NCCL when ``gpus`` > 1 (on SLURM instead: the
+mmsegmentation pins; CGRSeg's types registered in mmseg and every config the preset trains
+loadable; CUDA devices >= the preset's ``gpus`` and NCCL when ``gpus`` > 1 (on SLURM instead: the
 partitions exist and the GPU partition's nodes have that many GPUs); free disk for each dataset's
 archives and prepared data (sizes in configs/data/sources.yaml); the ImageNet backbone weights and
 their recorded sha256; write access to every output root. Inputs (params, lock file, records,
@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cgrseg import layout
 from cgrseg.errors import CGRSegError
 
 LOCK = 'envs/requirements.lock'
@@ -55,6 +56,7 @@ def run_checks(plan):
     lines = params_schema.problems(plan.config, plan.where)
     if lines:          # the other checks need sane values
         return lines, []
+    plan = dataclasses.replace(plan, config=params_schema.with_defaults(plan.config, params_schema.schema()))
     problems, passed = [], []
     for check in (packages, registry, devices, disk, weights, outputs):
         found, note = check(plan)
@@ -154,7 +156,7 @@ def packages(plan):
 
 def registry(plan):
     """cgrseg.models imports against this mmcv/mmseg and registers its types; every config the
-    profile trains loads with registered types (registry errors otherwise surface in the jobs)."""
+    preset trains loads with registered types (registry errors otherwise surface in the jobs)."""
     from cgrseg import workflow as wf
     try:
         from mmseg.models.builder import MODELS
@@ -165,14 +167,14 @@ def registry(plan):
     lines = [f'mmseg registry: {name} is not registered (cgrseg.models)'
              for name in ('EfficientFormerV2', 'CGRSegHead', 'CGRSeg', 'efficientformerv2_s1_feat')
              if MODELS.get(name) is None]
-    configs = sorted({wf.model_config(plan.config, v, d)
+    configs = sorted({wf.model_config(plan.config, d, v)
                       for v in plan.config['variants'] for d in plan.config['datasets']})
     lines += _config_problems(configs)
     return lines, f'CGRSeg types registered; {len(configs)} configs load'
 
 
 def _config_problems(paths):
-    from cgrseg.config import TRAIN, load_config
+    from cgrseg.mmseg_config import TRAIN, load_config
     lines = []
     for path in paths:
         try:
@@ -191,8 +193,8 @@ def _first_line(err):
 
 def devices(plan):
     from cgrseg import workflow as wf
-    gpus = int(wf.profile(plan.config).get('gpus') or 0)
-    key = f'{plan.where}: profiles.{plan.config["profile"]}'
+    gpus = int(wf.preset(plan.config).get('gpus') or 0)
+    key = f'{plan.where}: presets.{plan.config["preset"]}'
     lines = _batch_problems(plan, key)
     if plan.executor == 'slurm':
         return lines + slurm_problems(plan, wf.gpus(plan.config)), 'SLURM partitions found'
@@ -216,7 +218,7 @@ def _nccl():
 def _batch_problems(plan, key):
     """A run compared with the paper must keep the authors' 16 images per step (4 GPUs x 4)."""
     from cgrseg import workflow as wf
-    sched = wf.profile(plan.config)
+    sched = wf.preset(plan.config)
     per_gpu = sched.get('samples_per_gpu')
     if wf.is_demo(plan.config) or per_gpu is None:
         return []
@@ -369,7 +371,7 @@ def weights(plan):
     record (a changed or truncated file trains from other weights, silently)."""
     from cgrseg import workflow as wf
     from cgrseg.io import sha256_file
-    if not wf.profile(plan.config).get('pretrained', True):
+    if not wf.preset(plan.config).get('pretrained', True):
         return [], 'not needed (pretrained: false)'
     lines, checked = [], []
     for variant in plan.config['variants']:
@@ -377,7 +379,7 @@ def weights(plan):
             if path in checked:
                 continue
             checked.append(path)
-            arch = wf.BACKBONES[str(variant)]
+            arch = layout.VARIANT_BACKBONES[str(variant)]
             if not path.is_file():
                 lines.append(f'{path}: missing; run `cgrseg pretrained {arch}` (the DAG\'s pretrained rule)')
                 continue
@@ -419,8 +421,8 @@ def output_roots(config):
     from cgrseg import workflow as wf
     roots = [wf.results_root(config), wf.data_root(config), wf.raw_root(config),
              f'{wf.data_root(config)}/prepared', wf.work_root(config)]
-    if wf.profile(config).get('pretrained', True):
-        roots.append(str(Path(wf.PRETRAINED).parent))
+    if wf.preset(config).get('pretrained', True):
+        roots.append(str(Path(layout.BACKBONE_WEIGHTS).parent))
     return list(dict.fromkeys(roots))
 
 
@@ -533,7 +535,7 @@ def run(args):
     if problems:
         raise CGRSegError('\n'.join(problems))
     print('\n'.join(passed))
-    print(f'cgrseg doctor: ready for profile {plan.config["profile"]!r} ({plan.executor})')
+    print(f'cgrseg doctor: ready for preset {plan.config["preset"]!r} ({plan.executor})')
     return 0
 
 
@@ -545,7 +547,7 @@ def add_parser(sub):
     source.add_argument('--params-json', metavar='JSON',
                         help='the effective params (Snakemake passes them after --config overrides)')
     p.add_argument('--config', nargs='+', default=[], metavar='KEY=VALUE',
-                   help="override params as Snakemake's --config does, e.g. profile=paper sources=real")
+                   help="override params as Snakemake's --config does, e.g. preset=paper sources=real")
     p.add_argument('--executor', default='local',
                    help="where the jobs run: 'slurm' checks partitions with sinfo instead of the "
                         'CUDA devices of this machine (default: %(default)s)')

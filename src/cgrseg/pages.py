@@ -153,7 +153,7 @@ def write_pages(args):
     from cgrseg.tables.cli import _judged
     from cgrseg.tables.diff import diff_markdown
     from cgrseg.tables.render import markdown as table_markdown
-    paper, cells = _judged(args)   # what cgrseg diff and cgrseg tables write, as Markdown
+    paper, cells = _judged(args, Path(args.results))   # what cgrseg diff and cgrseg tables write, as Markdown
     out = Path(args.out)
     write_text(out / 'diff.html', markdown_page(diff_markdown(paper, cells), 'Paper vs regenerated'))
     with atomic_dir(out / 'tables') as tmp:
@@ -183,5 +183,5 @@ def add_parser(sub):
     p.add_argument('--flops', nargs='+', required=True, help='flops.json records')
     p.add_argument('--throughput', nargs='+', required=True, help='throughput.json records')
     p.add_argument('--zoo', required=True, help='the metafile written by cgrseg zoo')
-    p.add_argument('--out', required=True, help='output folder (results/<profile>/report)')
+    p.add_argument('--out', required=True, help='output folder (results/<preset>/report)')
     p.set_defaults(func=run)

@@ -53,7 +53,7 @@ def run_facts(run, config, work_root, results):
 
 
 def _crop(facts):
-    from cgrseg.config import MODEL, load_config
+    from cgrseg.mmseg_config import MODEL, load_config
     crop = facts['history']['meta']['cgrseg'].get('crop')
     if crop is None:
         crop = load_config(facts['config'], needs=MODEL).get('crop_size')
@@ -232,7 +232,7 @@ def add_parser(sub):
     p.add_argument('--runs', nargs='+', required=True, metavar='RUN', help='DATASET/cgrseg-VARIANT/seedN')
     p.add_argument('--configs', nargs='+', required=True, metavar='CONFIG',
                    help='the config of each run, in the order of --runs')
-    p.add_argument('--work-root', required=True, help='training work directories (results/<profile>/work_dirs)')
+    p.add_argument('--work-root', required=True, help='training work directories (results/<preset>/work_dirs)')
     p.add_argument('--results', required=True, help='results root (runs/, measure/)')
-    p.add_argument('--out', required=True, help='output folder (results/<profile>/zoo), replaced atomically')
+    p.add_argument('--out', required=True, help='output folder (results/<preset>/zoo), replaced atomically')
     p.set_defaults(func=run)

@@ -16,7 +16,7 @@ DOCTOR = f"{RESULTS}/doctor.passed"
 rule doctor:
     priority: wf.DATA_PRIORITY
     input:
-        weights=lambda w: sorted({p for v in VARIANTS for p in wf.pretrained_inputs(config, v)}),
+        weights=lambda w: sorted({p for v in config["variants"] for p in wf.pretrained_inputs(config, v)}),
     output:
         touch(DOCTOR),
     params:
