@@ -12,17 +12,13 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ('Snakefile', 'workflow', 'params.yaml', 'profiles', 'configs')
-SNAKEMAKE = Path(sys.executable).parent / 'snakemake'
 # the demo, cut down to one run: CGRSeg-T on ADE20K, 4 iterations (the hypothesis still measures B)
-SMALL = ['datasets=[ade20k]', 'variants=[t]', 'profiles={demo: {iters: {t: 4}}}']
+SMALL = ['datasets=[ade20k]', 'variants=[t]', 'presets={demo: {iters: {t: 4}}}']
 CHROMIUM = next(filter(None, map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome'))), None)
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -133,20 +129,13 @@ class Browser:
         os.close(self._replies)
 
 
-def snakemake(root, *args):
-    done = subprocess.run([str(SNAKEMAKE), *args], cwd=root, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done
-
-
 @pytest.fixture(scope='module')
-def report(tmp_path_factory):
+def report(workflow, tmp_path_factory):
     """results/demo/report.html of a finished, reduced demo run in a copy of the workflow."""
-    root = tmp_path_factory.mktemp('flow')
-    for name in WORKFLOW_FILES:
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, root / name)
-    snakemake(root, '--workflow-profile', 'none', '--cores', '2', '--config', *SMALL)
-    snakemake(root, '--workflow-profile', 'none', '--config', *SMALL, '--report', 'results/demo/report.html')
+    root = workflow.copy(tmp_path_factory.mktemp('flow'))
+    for args in (['--cores', '2'], ['--report', 'results/demo/report.html']):
+        done = workflow.run(root, '--workflow-profile', 'none', *args, '--config', *SMALL, timeout=1800)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return root / 'results' / 'demo' / 'report.html'
 
 
