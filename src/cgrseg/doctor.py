@@ -68,15 +68,20 @@ def run_checks(plan):
 
 # ---- packages ---------------------------------------------------------------------------------
 
-def read_text(path, what):
-    """A small text file of the repository, read with a size limit; one line for any failure."""
-    path = Path(path)
+def read_small(path, what, limit):
+    """At most ``limit`` bytes of ``path``, or None when it is larger; one line if it cannot be read."""
     try:
         with open(path, 'rb') as f:
-            data = f.read(MAX_TEXT + 1)
+            data = f.read(limit + 1)
     except OSError as err:
         raise CGRSegError(f'{path}: cannot read {what}: {err.strerror}') from None
-    if len(data) > MAX_TEXT:
+    return data if len(data) <= limit else None
+
+
+def read_text(path, what):
+    """A small text file of the repository, read with a size limit; one line for any failure."""
+    data = read_small(path, what, MAX_TEXT)
+    if data is None:
         raise CGRSegError(f'{path}: {what} is larger than {MAX_TEXT // MB} MB')
     try:
         return data.decode('utf-8')
@@ -398,12 +403,8 @@ def weights(plan):
 
 def weights_record(path):
     """The checkpoint_sha256 of a `cgrseg pretrained` record, read as untrusted JSON."""
-    try:
-        with open(path, 'rb') as f:
-            data = f.read(MAX_RECORD + 1)
-    except OSError as err:
-        raise CGRSegError(f'{path}: cannot read the sha256 record: {err.strerror}') from None
-    if len(data) > MAX_RECORD:
+    data = read_small(path, 'the sha256 record', MAX_RECORD)
+    if data is None:
         raise CGRSegError(f'{path}: not a weights record (larger than {MAX_RECORD >> 10} kB)')
     try:
         doc = json.loads(data.decode('utf-8'))
