@@ -3,15 +3,20 @@
 # `--config preset=paper` runs the published protocol. Every rule is one `cgrseg` call whose shell
 # line names each flag it passes. See docs/architecture.md, docs/workflow.md and docs/slurm.md.
 configfile: "params.yaml"
+# `snakemake --report results/<preset>/report.html` after a run: docs/workflow.md (the report)
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/common.smk"
+include: "workflow/rules/doctor.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         FINAL_TARGETS,
+        REPORT_TARGETS,
 
 
 include: "workflow/rules/data.smk"

@@ -20,4 +20,13 @@ if ! .venv/bin/python -c 'import mmcv.ops' 2>/dev/null; then
 fi
 pip install -q 'mmsegmentation==0.30.0'
 pip install -q --no-deps --no-build-isolation -e .
+# Headless Chromium opens the report in tests/test_report_browser.py (skipped, saying why, without it).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } >/dev/null \
+      || echo "note: could not install chromium; the report's browser test will be skipped" >&2
+  else
+    echo "note: no chromium (as root: apt-get install chromium); the report's browser test will be skipped" >&2
+  fi
+fi
 .venv/bin/python -c 'import torch, mmcv, mmseg, cgrseg; print("stack ok: torch", torch.__version__, "mmcv", mmcv.__version__, "mmseg", mmseg.__version__)'

@@ -136,6 +136,7 @@ def test_paper_preset_runs_9_trainings_and_9_evaluations(workflow, paper_dag):
     assert 'synth' not in counts
     assert counts['flops'] == 6 and counts['throughput'] == 9  # ADE20K's own = the judged count
     assert counts['flops_judged'] == 3 and counts['hypothesis'] == 1
+    assert counts['doctor'] == 1 and counts['curves'] == counts['zoo'] == counts['pages'] == 1
 
 
 def test_the_paper_keeps_the_configs_schedule_and_pretrained_backbone(workflow, paper_dag):
@@ -151,9 +152,10 @@ def test_the_paper_keeps_the_configs_schedule_and_pretrained_backbone(workflow, 
 
 def test_demo_preset_runs_the_whole_dag_from_synthetic_archives(workflow, demo_dag):
     counts = workflow.job_counts(demo_dag)
-    assert counts == {'synth': 3, 'download': 3, 'prepare': 3, 'train': 9, 'evaluate': 9,
+    assert counts == {'doctor': 1, 'synth': 3, 'download': 3, 'prepare': 3, 'train': 9, 'evaluate': 9,
                       'flops': 6, 'flops_judged': 3, 'hypothesis': 1, 'throughput': 9,
-                      'effective_params': 1, 'collect': 1, 'tables': 1, 'diff': 1, 'figure': 1, 'all': 1}
+                      'effective_params': 1, 'collect': 1, 'tables': 1, 'diff': 1, 'figure': 1,
+                      'curves': 1, 'zoo': 1, 'pages': 1, 'all': 1}
     trainings = workflow.commands(demo_dag, 'exec cgrseg train')
     assert all(re.search(r'--work-dir results/demo/work_dirs/\w+/cgrseg-[tbl]/seed0 .*--seed 0 ', c)
                for c in trainings), trainings
@@ -164,6 +166,25 @@ def test_demo_preset_runs_the_whole_dag_from_synthetic_archives(workflow, demo_d
     for command in workflow.commands(demo_dag, 'cgrseg throughput'):
         assert '--data-root results/demo/data/prepared --manifest results/demo/data/prepared/' in command
         assert ' --deploy ' in command and command.split(' > ')[0].endswith('--shape 64 64')
+
+
+def job_inputs(workflow, dag, rule):
+    """The input files of every job of ``rule`` in a dry run."""
+    return [re.search(r'\n\s+input: (.*)', b).group(1).split(', ') for b in workflow.job_blocks(dag)
+            if b.startswith(f'{rule}:')]
+
+
+def test_the_doctor_runs_before_any_download_or_training(workflow, demo_dag, paper_dag):
+    for dag, root in ((demo_dag, 'results/demo'), (paper_dag, 'results/paper')):
+        for rule in ('train', 'download'):
+            inputs = job_inputs(workflow, dag, rule)
+            assert inputs and all(f'{root}/doctor.passed' in i for i in inputs), rule
+    # the paper's doctor checks the backbone weights the pretrained rule fetched
+    assert job_inputs(workflow, paper_dag, 'doctor') == [[f'checkpoints/efficientformerv2_{a}.pth' for a in ('l', 's1', 's2')]]
+    doctor = next(iter(workflow.commands(paper_dag, 'cgrseg doctor')))
+    given = json.loads(workflow.option(doctor, '--params-json'))
+    assert given['preset'] == 'paper' and given['sources'] == 'real'
+    assert workflow.option(doctor, '--executor') == 'dryrun'
 
 
 def test_the_demo_trains_short_on_cpu_without_pretrained_weights(workflow, demo_dag):
@@ -239,7 +260,7 @@ def test_config_overrides_reach_every_stage(workflow, tmp_path):
     commands = workflow.commands(out)
     assert sum('--seed 2 ' in c and '/seed2 ' in c for c in commands if 'cgrseg train' in c) == 9
     assert all(workflow.option(c, '--iters') == '7' for c in commands if 'cgrseg train' in c)
-    flops = [c for c in commands if 'measure/pascal_context/' in c and 'flops' in c]
+    flops = [c for c in commands if c.startswith('cgrseg flops') and 'measure/pascal_context/' in c]
     assert flops and all('--shape 512 512' in c for c in flops)
     # the table stages get the overrides through one file, the run's effective params
     record = next(c for c in commands if c.startswith('cgrseg params'))

@@ -24,6 +24,10 @@ COMMANDS = {
     'tables': 'cgrseg.tables.cli',
     'diff': 'cgrseg.tables.cli',
     'figure': 'cgrseg.tables.cli',
+    'doctor': 'cgrseg.doctor',
+    'curves': 'cgrseg.curves',
+    'zoo': 'cgrseg.zoo',
+    'pages': 'cgrseg.pages',
 }
 
 
@@ -75,8 +79,9 @@ def main(argv=None):
     args.argv = argv  # what `cgrseg train` repeats when it re-launches itself (DDP)
     try:
         return args.func(args) or 0
-    except CGRSegError as err:  # the domain's expected failures: one line, exit 2
-        print(f'cgrseg {args.command}: error: {err}', file=sys.stderr)
+    except CGRSegError as err:  # the domain's expected failures: one line each, exit 2
+        for line in str(err).splitlines() or ['']:  # several problems (doctor): one line each
+            print(f'cgrseg {args.command}: error: {line}', file=sys.stderr)
         return getattr(err, 'exit_code', 2)  # 2, or e.g. 75 for a preempted training
 
 

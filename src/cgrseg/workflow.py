@@ -99,6 +99,11 @@ def pretrained_inputs(config, variant):
     return [layout.BACKBONE_WEIGHTS.format(arch=layout.VARIANT_BACKBONES[variant])]
 
 
+def model_config(config, dataset, variant):
+    """The mmseg config a run of ``variant`` on ``dataset`` trains (params.yaml ``configs``)."""
+    return config['configs'][dataset].format(variant=variant)
+
+
 def train_iters(config, variant):
     """The preset's iterations for ``variant``: one number for all, or one per variant
     (``{t: 200, b: 4, l: 4}``); None keeps the config's own schedule."""

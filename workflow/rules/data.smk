@@ -24,6 +24,7 @@ rule download:
     priority: wf.priority(config, "download")
     input:
         lambda w: wf.download_inputs(config, w.dataset),
+        doctor=ancient(DOCTOR),
     output:
         # a marker, not the folder: Snakemake would delete a failed download's partial archives,
         # which the next attempt resumes

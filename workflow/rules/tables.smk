@@ -68,7 +68,9 @@ rule figure:
     input:
         STAGES["figure"].inputs,
     output:
-        STAGES["figure"].outputs,
+        # the PNG is also an item of `snakemake --report` (workflow/rules/report.smk)
+        [report(p, caption="../report/figure.rst", category="3. Figure") if p.endswith(".png") else p
+         for p in STAGES["figure"].outputs],
     log:
         f"{LOGS}/figure.log",
     benchmark:

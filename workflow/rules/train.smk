@@ -22,6 +22,7 @@ rule train:
         config=lambda w: config["configs"][w.dataset].format(variant=w.variant),
         manifest=rules.prepare.output[0],
         backbone=lambda w: wf.pretrained_inputs(config, w.variant),
+        doctor=ancient(DOCTOR),
     output:
         f"{WORK}/{RUN}/latest.pth",
     params:

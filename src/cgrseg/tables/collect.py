@@ -29,6 +29,7 @@ FIELDS = {
     'mIoU_n': COUNT, 'mIoU_seeds': COUNT, 'mIoU_mode': TEXT, 'demo': FLAG, 'iters': COUNT,
     'params_M': NUMBER, 'gflops': NUMBER, 'gflops_convention': TEXT, 'flops_input': TEXT,
     'flops_dataset': TEXT, 'flops_classes': COUNT, 'gflops_mmcv': NUMBER, 'gflops_conv_linear_macs': NUMBER,
+    'gflops_fvcore': NUMBER,
     'params_M_dataset': NUMBER, 'gflops_dataset': NUMBER, 'flops_input_dataset': TEXT,
     'num_classes_dataset': COUNT,
     'img_per_s': NUMBER, 'throughput_device': TEXT, 'throughput_device_name': TEXT,
@@ -145,6 +146,8 @@ def _complexity(results, dataset, variant, judged, shape):
             'flops_dataset': judged['dataset'], 'flops_classes': flops['num_classes'],
             'gflops_mmcv': flops['mmcv'], 'gflops_conv_linear_macs': flops['conv_linear_macs'],
         })
+        if 'fvcore' in flops:   # shown beside the judged count, never judged
+            out['gflops_fvcore'] = flops['fvcore']
     path = layout.result_path(results, layout.dataset_flops(dataset, judged, shape), dataset=dataset,
                               variant=variant)
     doc = _result(path, 'flops')
@@ -236,10 +239,13 @@ def _from_flops(path, doc, hw, setting):
     if shape[1:] != list(hw):
         raise CGRSegError(f'{path}: measured at {shape[1]}x{shape[2]} but params.yaml {setting} '
                           f'asks for {hw[0]}x{hw[1]}; re-run cgrseg flops')
-    return {'params_M': _number(path, doc, 'params_M'),
-            'mmcv': _number(path, doc, 'gflops', 'mmcv'),
-            'conv_linear_macs': _number(path, doc, 'gflops', 'conv_linear_macs'),
-            'input': f'{shape[1]}x{shape[2]}', 'num_classes': doc['num_classes']}
+    out = {'params_M': _number(path, doc, 'params_M'),
+           'mmcv': _number(path, doc, 'gflops', 'mmcv'),
+           'conv_linear_macs': _number(path, doc, 'gflops', 'conv_linear_macs'),
+           'input': f'{shape[1]}x{shape[2]}', 'num_classes': doc['num_classes']}
+    if 'fvcore' in doc['gflops']:
+        out['fvcore'] = _number(path, doc, 'gflops', 'fvcore')
+    return out
 
 
 def _from_throughput(path, doc):

@@ -86,7 +86,7 @@ _DATASET_MODEL = ('params_M_dataset', 'gflops_dataset', 'flops_input_dataset', '
 CONTEXT = {
     'mIoU': ('mIoU_mode', 'mIoU_ss', 'demo', 'iters', 'mIoU_std', 'mIoU_n', 'mIoU_seeds'),
     'gflops': ('gflops_convention', 'flops_dataset', 'flops_classes', 'flops_input',
-               'gflops_mmcv', 'gflops_conv_linear_macs', *_DATASET_MODEL),
+               'gflops_mmcv', 'gflops_conv_linear_macs', 'gflops_fvcore', *_DATASET_MODEL),
     'params_M': ('flops_dataset', 'flops_classes', 'flops_input', *_DATASET_MODEL),
     'img_per_s': ('throughput_device', 'throughput_device_name', 'throughput_batch_size',
                   'throughput_input', 'throughput_dtype', 'throughput_protocol', 'img_per_s_fixed',
@@ -147,8 +147,10 @@ def _throughput_blocker(paper_tp, get):
 
 def _note(column, table, get, dataset):
     if column == 'gflops':
+        fvcore = get('gflops_fvcore')
         note = (f'{_judged_text(get)}, {get("gflops_convention")} convention (mmseg 0.x '
-                f'get_flops.py; conv/linear MACs {get("gflops_conv_linear_macs"):.3f})')
+                f'get_flops.py; conv/linear MACs {get("gflops_conv_linear_macs"):.3f}'
+                + (f'; fvcore, with matmuls, {fvcore:.3f}' if fvcore is not None else '') + ')')
         return note + _dataset_text(get, dataset, 'gflops_dataset')
     if column == 'params_M':
         return _judged_text(get) + _dataset_text(get, dataset, 'params_M_dataset')

@@ -81,7 +81,7 @@ def display_frame(cells, table, dataset=None):
 
 CSV_EXTRAS = ('mIoU_std', 'mIoU_n', 'mIoU_seeds', 'mIoU_mode', 'mIoU_ss', 'gflops_convention',
               'flops_dataset', 'flops_classes', 'flops_input', 'gflops_mmcv', 'gflops_conv_linear_macs',
-              'params_M_dataset', 'gflops_dataset', 'flops_input_dataset', 'num_classes_dataset',
+              'gflops_fvcore', 'params_M_dataset', 'gflops_dataset', 'flops_input_dataset', 'num_classes_dataset',
               'throughput_device_name', 'throughput_protocol', 'img_per_s_fixed', 'img_per_s_deploy')
 
 
