@@ -35,7 +35,7 @@ rule collect:
     benchmark:
         f"{BENCH}/collect.tsv"
     shell:
-        STAGES["collect"].command + " > {log:q} 2>&1"
+        f"{STAGES['collect'].command} > {{log:q}} 2>&1"
 
 
 rule tables:
@@ -48,7 +48,7 @@ rule tables:
     benchmark:
         f"{BENCH}/tables.tsv"
     shell:
-        STAGES["tables"].command + " > {log:q} 2>&1"
+        f"{STAGES['tables'].command} > {{log:q}} 2>&1"
 
 
 rule diff:
@@ -61,7 +61,7 @@ rule diff:
     benchmark:
         f"{BENCH}/diff.tsv"
     shell:
-        STAGES["diff"].command + " > {log:q} 2>&1"
+        f"{STAGES['diff'].command} > {{log:q}} 2>&1"
 
 
 rule figure:
@@ -76,4 +76,4 @@ rule figure:
     benchmark:
         f"{BENCH}/figure.tsv"
     shell:
-        STAGES["figure"].command + " > {log:q} 2>&1"
+        f"{STAGES['figure'].command} > {{log:q}} 2>&1"
