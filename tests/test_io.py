@@ -1,9 +1,12 @@
-"""Atomic writes: nothing under the final name on failure, ordinary permissions on success. Bounded
-readers: outside JSON/YAML is refused with one line before it costs time or memory."""
+"""Atomic writes: nothing under the final name on failure, ordinary permissions on success. Folders
+that are replaced or written into only when they are the command's own, result files that never
+replace an input, URLs with their credentials redacted. Bounded readers: outside JSON/YAML is
+refused with one line before it costs time or memory."""
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,13 +14,19 @@ from hypothesis import strategies as st
 
 from cgrseg.errors import CGRSegError
 from cgrseg.io import (
+    MARKER,
     MAX_DEPTH,
     JsonGuard,
     atomic_dir,
     atomic_path,
+    check_output_dir,
+    check_output_file,
+    claim_output_dir,
+    output_dir,
     parse_json,
     parse_yaml,
     read_json,
+    redact,
     write_json,
 )
 
@@ -32,11 +41,10 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def test_failed_directory_leaves_the_old_one(tmp_path):
-    target = tmp_path / 'd'
-    target.mkdir()
+    target = claim_output_dir(tmp_path / 'd', 'tables')
     (target / 'old').write_text('kept')
     with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, 'tables') as tmp:
             (tmp / 'new').write_text('x')
             raise RuntimeError('boom')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['d']
@@ -47,7 +55,7 @@ def test_outputs_get_umask_permissions(tmp_path):
     old = os.umask(0o022)
     try:
         write_json(tmp_path / 'a.json', {'x': 1})
-        with atomic_dir(tmp_path / 'd'):
+        with atomic_dir(tmp_path / 'd', 'tables'):
             pass
     finally:
         os.umask(old)
@@ -192,3 +200,123 @@ def test_json_guard_matches_a_byte_by_byte_reference(value, ascii_only, cuts):
         assert not fits(data, cuts, depth - 1, longest)
     if longest:
         assert not fits(data, cuts, depth, longest - 1)
+
+
+# -- never delete what the command did not create ----------------------------------------------
+
+def test_a_folder_is_replaced_only_when_it_is_the_commands_own(tmp_path):
+    target = tmp_path / 'tables'
+    with atomic_dir(target, 'tables') as tmp:
+        (tmp / 'first').write_text('1')
+    assert json.loads((target / MARKER).read_text()) == {'written_by': 'cgrseg', 'command': 'tables'}
+    with atomic_dir(target, 'tables') as tmp:      # its own earlier output: replaced
+        (tmp / 'second').write_text('2')
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, 'second']
+    (target / MARKER).unlink()
+    with pytest.raises(CGRSegError, match='holds files that `cgrseg tables` did not write'):
+        with atomic_dir(target, 'tables'):
+            pytest.fail('ran into a folder of someone else')
+    assert (target / 'second').read_text() == '2'
+
+
+def test_another_commands_folder_is_refused(tmp_path):
+    theirs = output_dir(tmp_path / 'synth', 'synth')
+    (theirs / 'archive.zip').write_bytes(b'x')
+    with pytest.raises(CGRSegError, match='did not write'):
+        with atomic_dir(theirs, 'tables'):
+            pass
+    assert (theirs / 'archive.zip').exists()
+
+
+def test_an_empty_folder_is_taken(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with atomic_dir(tmp_path / 'empty', 'tables') as tmp:
+        (tmp / 'x').write_text('x')
+    assert (tmp_path / 'empty' / 'x').exists()
+
+
+@pytest.mark.parametrize('where', ['.', '..', '/', '~'])
+def test_root_home_and_the_current_directory_are_refused(tmp_path, monkeypatch, where):
+    work = tmp_path / 'work'
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    (tmp_path / 'home').mkdir()
+    path = Path(where).expanduser()
+    with pytest.raises(CGRSegError, match='refusing to write into it'):
+        check_output_dir(path, 'tables')
+
+
+def test_a_folder_holding_an_input_is_refused(tmp_path):
+    metrics = tmp_path / 'results' / 'metrics.json'
+    metrics.parent.mkdir()
+    metrics.write_text('{}')
+    for out in (tmp_path, tmp_path / 'results'):
+        with pytest.raises(CGRSegError, match='holds an input of this command'):
+            check_output_dir(out, 'tables', inputs=[metrics])
+    check_output_dir(tmp_path / 'results' / 'tables', 'tables', inputs=[metrics])
+
+
+def test_a_file_output_never_replaces_an_input_a_folder_or_a_device(tmp_path):
+    config = tmp_path / 'config.py'
+    config.write_text('x = 1')
+    with pytest.raises(CGRSegError, match='is an input of this command'):
+        check_output_file(tmp_path / '.' / 'config.py', [config])
+    with pytest.raises(CGRSegError, match='is a folder'):
+        check_output_file(tmp_path, [config])
+    with pytest.raises(CGRSegError, match='not a regular file'):
+        check_output_file('/dev/null')
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(CGRSegError, match='is a file, not a folder'):
+        check_output_file(tmp_path / 'file' / 'out.json')
+    check_output_file(tmp_path / 'new' / 'out.json', [config])
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only folder that stays read-only for root: a tmpfs mounted ro (needs root)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / 'ro'
+        folder.mkdir(mode=0o555)
+        yield folder
+        return
+    import subprocess
+    folder = tmp_path / 'ro'
+    folder.mkdir()
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(folder)],
+                             capture_output=True, text=True, timeout=60)
+    if mounted.returncode != 0:
+        pytest.skip(f'cannot mount a read-only tmpfs here: {mounted.stderr.strip()}')
+    try:
+        yield folder
+    finally:
+        subprocess.run(['umount', '--lazy', str(folder)], check=True, timeout=60)
+
+
+def test_a_read_only_destination_is_one_line(read_only):
+    with pytest.raises(CGRSegError, match='is read-only'):
+        check_output_file(read_only / 'out.json')
+    with pytest.raises(CGRSegError, match='is read-only'):
+        check_output_dir(read_only / 'tables', 'tables')
+
+
+# -- no secrets in output ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text,secret', [
+    ('https://alice:s3cret@mirror.example.org/ADE.zip', 's3cret'),
+    ('https://alice:p@ss@mirror.example.org/ADE.zip', 'p@ss'),
+    ('https://h/ADE.zip?token=abc123&x=1', 'abc123'),
+    ('https://h/a.zip?X-Amz-Credential=AKIA/2024&X-Amz-Signature=deadbeef', 'deadbeef'),
+    ('https://h/a.zip?X-Amz-Credential=AKIA99&X-Amz-Signature=deadbeef', 'AKIA99'),
+    ("Max retries exceeded with url: /a.zip?access_token=tok42 (Caused by x)", 'tok42'),
+    ('https://h/a.zip?sig=zz9&key=kk8#password=pw7', 'zz9'),
+])
+def test_redact_removes_credentials(text, secret):
+    assert secret not in redact(text)
+    assert '***' in redact(text)
+
+
+def test_redact_keeps_what_is_not_secret():
+    text = 'https://mirror.example.org/data/ADE.zip?download=1: HTTP 404 Not Found'
+    assert redact(text) == text
+    assert redact('file:///tmp/a b/c.zip') == 'file:///tmp/a b/c.zip'

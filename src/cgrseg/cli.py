@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from cgrseg.errors import CGRSegError
+from cgrseg.io import redact
 
 # subcommand -> module providing add_parser()
 COMMANDS = {
@@ -80,7 +81,7 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except CGRSegError as err:  # the domain's expected failures: one line each, exit 2
-        for line in str(err).splitlines() or ['']:  # several problems (doctor): one line each
+        for line in redact(str(err)).splitlines() or ['']:  # several problems (doctor): one line each
             print(f'cgrseg {args.command}: error: {line}', file=sys.stderr)
         return getattr(err, 'exit_code', 2)  # 2, or e.g. 75 for a preempted training
 

@@ -1,10 +1,13 @@
-"""Atomic output helpers (write to a temporary sibling, then rename into place) and bounded readers
-of the JSON and YAML files that come from outside (result files, manifests, params, data files)."""
+"""Atomic output helpers (write to a temporary sibling, then rename into place), the checks that keep
+a command from overwriting its inputs or deleting what it did not create (docs/security.md), and
+bounded readers of the JSON and YAML files that come from outside (result files, manifests, params,
+data files)."""
 import contextlib
 import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -33,21 +36,140 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def atomic_dir(path):
-    """Yield a temporary directory next to ``path``; it replaces ``path`` only on success."""
+# Written into every folder a command owns; a folder is replaced or written into only when it is
+# new, empty, or carries this marker naming the same command.
+MARKER = '.cgrseg-output.json'
+
+
+def _error(message):
+    from cgrseg.errors import CGRSegError
+    return CGRSegError(message)
+
+
+def _protected(folder):
+    """Why ``folder`` (resolved) must never be an output folder, or None."""
+    here = Path.cwd().resolve()
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):   # no home directory
+        home = None
+    if folder == Path(folder.anchor):
+        return 'the file system root'
+    if folder == home:
+        return 'your home directory'
+    if folder == here:
+        return 'the current directory'
+    if folder in here.parents:
+        return 'a folder above the current directory'
+    return None
+
+
+def _writable(path):
+    """Raise when the nearest existing folder at or above ``path`` cannot be written."""
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise _error(f'{path}: {folder} is a file, not a folder')
+    if not os.access(folder, os.W_OK):
+        raise _error(f'{path}: cannot write: {folder} is read-only')
+
+
+def check_output_file(path, inputs=()):
+    """One error line when ``path`` cannot be written as a result file: it is a folder or a device,
+    it is one of the command's ``inputs``, or its folder is read-only."""
     path = Path(path)
+    if path.is_dir():
+        raise _error(f'{path}: is a folder; give a file name for the output')
+    if path.exists() and not path.is_file():
+        raise _error(f'{path}: is not a regular file; refusing to replace it')
+    for source in inputs:
+        if source is not None and path.resolve() == Path(source).resolve():
+            raise _error(f'{path}: is an input of this command ({source}); refusing to overwrite it')
+    _writable(path.parent)
+
+
+def _owner(folder):
+    try:
+        with open(folder / MARKER, 'rb') as f:
+            return json.loads(f.read(4096)).get('command')
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output_dir(path, command, inputs=(), recognised=None):
+    """One error line unless ``path`` may be written by ``cgrseg command``: not the root, home or
+    current directory (or above it), no input of the command inside it, and, if it exists, a folder
+    that is empty or this command's own earlier output: its marker, or ``recognised(path)`` true."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise _error(f'{path}: is a file, not a folder')
+    folder = path.resolve()
+    why = _protected(folder)
+    if why:
+        raise _error(f'{path}: is {why}; refusing to write into it: name a folder of its own')
+    for source in inputs:
+        if source is not None and (folder == Path(source).resolve()
+                                   or folder in Path(source).resolve().parents):
+            raise _error(f'{path}: holds an input of this command ({source}); refusing to write '
+                         'into it: name a folder of its own')
+    if path.is_dir() and _owner(path) != command and any(path.iterdir()) \
+            and not (recognised and recognised(path)):
+        raise _error(f'{path}: holds files that `cgrseg {command}` did not write (no {MARKER} of '
+                     'its own); refusing to touch them: empty it or name a new folder')
+    _writable(path)
+
+
+def claim_output_dir(path, command):
+    """Create ``path`` if needed and mark it as ``cgrseg command``'s output (after check_output_dir)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if _owner(path) != command:
+        write_text(path / MARKER, json.dumps({'written_by': 'cgrseg', 'command': command}) + '\n')
+    return path
+
+
+def output_dir(path, command, inputs=(), recognised=None):
+    """check_output_dir, then claim_output_dir: the folder a command writes its files into."""
+    check_output_dir(path, command, inputs, recognised)
+    return claim_output_dir(path, command)
+
+
+@contextlib.contextmanager
+def atomic_dir(path, command, inputs=()):
+    """Yield a temporary directory next to ``path``; it replaces ``path`` only on success.
+
+    ``path`` must pass ``check_output_dir``: an existing folder is replaced only if it is empty or
+    marked as ``cgrseg command``'s own; the new one carries the mark.
+    """
+    path = Path(path)
+    check_output_dir(path, command, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
+        claim_output_dir(tmp, command)
         yield tmp
+        check_output_dir(path, command, inputs)  # again: it may have changed meanwhile
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+# Credentials in URLs: the userinfo of any scheme://user:password@host, and query or fragment values
+# whose name says secret (token, access_token, key, sig, X-Amz-Signature, password, ...).
+_USERINFO = re.compile(r'(?<=://)[^/\s?#\'"]*@')
+_SECRET_VALUE = re.compile(r'(?i)([?&;#][\w.-]*(?:token|key|sig|password|passwd|pwd|secret|'
+                           r'credential|auth)[\w.-]*=)[^&;#\s\'"]*')
+
+
+def redact(text):
+    """``text`` with the credentials of every URL in it replaced by ``***``; applied to every
+    message, log line and record that may carry a URL (docs/security.md)."""
+    return _SECRET_VALUE.sub(r'\1***', _USERINFO.sub('***@', str(text)))
 
 
 def write_json(path, obj):
@@ -57,12 +179,16 @@ def write_json(path, obj):
 def write_text(path, text):
     """Write ``text`` atomically; a failed write (full disk, no permission) is one ``CGRSegError``
     naming ``path`` and leaves neither ``path`` nor a temporary file behind."""
-    from cgrseg.errors import CGRSegError
+    write_with(path, lambda tmp: tmp.write_text(text))
+
+
+def write_with(path, write):
+    """``write(tmp)`` then rename ``tmp`` onto ``path``; a failure is one line (as write_text)."""
     try:
         with atomic_path(path) as tmp:
-            tmp.write_text(text)
-    except OSError as err:
-        raise CGRSegError(f'{path}: cannot write: {err.strerror or err}') from None
+            write(tmp)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+        raise _error(f'{path}: cannot write: {getattr(err, "strerror", None) or err}') from None
 
 
 def file_digests(path, algorithms, chunk=1 << 20):

@@ -68,7 +68,9 @@ def _synth(args):
 def _download(args):
     from . import download, sources
     doc_path = args.sources or sources.default_path()
-    entry = sources.dataset_entry(sources.load(doc_path), args.dataset, doc_path)
+    doc = sources.load(doc_path)
+    entry = sources.dataset_entry(doc, args.dataset, doc_path)
+    download.check_dest(args.dest, doc, inputs=(doc_path, args.from_dir))
     for archive, url in download.plan(entry['archives'], args.url, args.from_dir):
         final = download.fetch(archive, url, args.dest, retries=args.retries,
                                retry_wait=args.retry_wait, timeout=args.timeout,

@@ -20,7 +20,7 @@ import urllib3
 from tqdm import tqdm
 
 from ..errors import CGRSegError
-from ..io import write_text
+from ..io import check_output_dir, redact, write_text
 from . import sources as src
 from .common import open_tar, zip_directory_problem
 
@@ -58,6 +58,15 @@ def plan(archives, urls=(), from_dir=None):
     return [(a, chosen[a['name']]) for a in archives]
 
 
+def check_dest(dest, doc, inputs=()):
+    """``--dest`` may hold only what download writes there: archives of the data file ``doc``, their
+    ``.part`` and ``.sha256`` (an archive already there is verified, never replaced)."""
+    names = {f'{a["name"]}{suffix}' for entry in doc['datasets'].values()
+             for a in entry['archives'] for suffix in ('', '.part', '.sha256')}
+    check_output_dir(dest, 'download', inputs,
+                     recognised=lambda folder: all(p.name in names for p in folder.iterdir()))
+
+
 def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60, min_rate=MIN_RATE):
     """Download one archive into ``dest`` and verify it; returns its final path."""
     dest = Path(dest)
@@ -86,7 +95,7 @@ def _fetch(archive, url, dest, part, retries, retry_wait, timeout, min_rate):
             if attempt == retries:
                 kept = f' ({part} is kept: run again to resume)' if part.exists() else ''
                 raise CGRSegError(f'{url}: {err}; gave up after {retries + 1} attempt(s){kept}') from None
-            print(f'{url}: {err}; retrying', file=sys.stderr)
+            print(redact(f'{url}: {err}; retrying'), file=sys.stderr)
             time.sleep(retry_wait * 2 ** attempt)
     try:
         _verify(part, archive, dest)

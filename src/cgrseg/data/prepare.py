@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CGRSegError
-from ..io import atomic_dir, read_json
+from ..io import atomic_dir, check_output_dir, claim_output_dir, read_json
 from . import sources as src
 from .common import disk_error, one_line
 
@@ -36,6 +36,7 @@ def prepare(dataset, raw, out, sources=None, jobs=None, force=False):
     paths = [_archive(raw, dataset, name) for name in spec.ARCHIVES]
     archives = {p.name: _fingerprint(p) for p in paths}
     manifest = manifest_path(out, dataset)
+    check_output_dir(out, 'prepare', inputs=(raw, sources))
     if not force and _up_to_date(manifest, out / spec.DATA_ROOT, archives):
         print(f'{manifest}: up to date (same archives); nothing to do', file=sys.stderr)
         return manifest
@@ -110,8 +111,9 @@ def _new_output(root, manifest):
     created = [p for p in (root.parent, *root.parent.parents) if not p.exists()]
     manifest_tmp = manifest.with_name(f'.{manifest.name}.tmp')
     try:
-        with atomic_dir(root) as tmp:
+        with atomic_dir(root, 'prepare') as tmp:
             yield tmp, manifest_tmp
+        claim_output_dir(manifest.parent, 'prepare')
         os.replace(manifest_tmp, manifest)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CGRSegError
-from ..io import write_text
+from ..io import output_dir, write_text
 from . import sources as src
 from .prepare import module
 
@@ -26,8 +26,7 @@ def split_counts(images):
 def synthesize(dataset, out, images=8, seed=0):
     """Write the dataset's synthetic archives into ``out``; register them in ``out/sources.yaml``."""
     spec = module(dataset)
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out, 'synth').resolve()  # never over archives it did not write
     counts = split_counts(images)
     scratch = Path(tempfile.mkdtemp(prefix=f'.{dataset}.', suffix='.tmp', dir=out))
     try:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from cgrseg.io import write_json
+from cgrseg.io import check_output_file, write_json
 
 CONVENTIONS = {
     'mmcv': 'mmcv.cnn.get_model_complexity_info(forward_dummy), as mmseg tools/get_flops.py',
@@ -207,6 +207,8 @@ def dataset_of(cfg):
 
 def run(args):
     from cgrseg.mmseg_config import parse_options
+    if args.out:
+        check_output_file(args.out, [args.config])
     result = measure(args.config, *args.shape, parse_options(args.cfg_options))
     if args.out:
         write_json(args.out, result)

@@ -27,7 +27,7 @@ import torch
 
 from cgrseg.cli import optional
 from cgrseg.errors import CGRSegError
-from cgrseg.io import sha256_file, write_json
+from cgrseg.io import check_output_file, sha256_file, write_json
 
 PAPER_PROTOCOL, FIXED_SIZE = 'mmseg_benchmark', 'fixed_size'
 DESCRIPTIONS = {
@@ -198,6 +198,8 @@ def measure(args):
 
 
 def run(args):
+    if args.out:
+        check_output_file(args.out, [args.config, args.checkpoint, args.manifest])
     result = measure(args)
     if args.out:
         write_json(args.out, result)

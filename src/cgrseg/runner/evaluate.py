@@ -12,7 +12,7 @@ from pathlib import Path
 from cgrseg.mmseg_config import EVALUATE
 from cgrseg.cli import optional, yes_no
 from cgrseg.errors import CGRSegError
-from cgrseg.io import read_json, write_json
+from cgrseg.io import check_output_file, read_json, write_json
 from cgrseg.runner import protocols as P
 from cgrseg.runner.checkpoints import completed_iters
 
@@ -97,6 +97,7 @@ def is_demo(flag, manifest, meta, config_iters):
 
 
 def _check_inputs(args):
+    check_output_file(args.out, [args.config, args.checkpoint, args.manifest])
     for label, path in (('checkpoint', args.checkpoint), ('manifest', args.manifest)):
         if path is not None and not Path(path).is_file():
             raise CGRSegError(f'{path}: no such {label} file')

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cgrseg.cli import add_switch, optional
 from cgrseg.errors import CGRSegError
-from cgrseg.io import write_text
+from cgrseg.io import output_dir, write_text
 from cgrseg.mmseg_config import parse_options
 from cgrseg.runner import ddp
 
@@ -101,6 +101,7 @@ def _run(args):
     cfg = build_config(args, gpus, distributed)
     if lock.held_by_parent(args.work_dir):
         return train(args, cfg, gpus, distributed)
+    output_dir(args.work_dir, 'train', inputs=(args.config, args.data_root), recognised=_work_dir_of_ours)
     with lock.WorkDirLock(args.work_dir) as held:
         procs = cpu_processes or gpus
         if procs > 1 and not distributed:
@@ -111,6 +112,11 @@ def _run(args):
             # mmcv's data-parallel wrapper targets a GPU whenever one is visible: hide them.
             return _relaunch(args, [sys.executable], held, env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
         return train(args, cfg, gpus, distributed)
+
+
+def _work_dir_of_ours(folder):
+    """A work dir written before the output marker existed: it has our lock or resolved config."""
+    return any((folder / name).exists() for name in ('train.lock', RESOLVED_CONFIG))
 
 
 def build_config(args, gpus, distributed):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cgrseg import layout
 from cgrseg.errors import CGRSegError
-from cgrseg.io import atomic_dir, atomic_path
+from cgrseg.io import atomic_dir, atomic_path, check_output_file
 
 # the params keys tables and diff read (collect: cgrseg.tables.collect.PARAM_KEYS)
 TABLES_KEYS = ('tables',)
@@ -116,6 +116,18 @@ def _writing(path):
         raise CGRSegError(f'{path}: cannot write: {err.strerror or err}') from None
 
 
+def _inputs(args, results):
+    """The files a table command reads: its outputs must never replace one of them. ``results``
+    None: the command reads no metrics (collect writes them)."""
+    named = [getattr(args, name, None) for name in ('paper', 'hypotheses', 'params')]
+    return named if results is None else named + [args.metrics or results / layout.METRICS]
+
+
+def _check_outputs(args, results, *paths):
+    for path in paths:
+        check_output_file(path, _inputs(args, results))
+
+
 def _json_text(obj):
     # allow_nan=False: NaN/Infinity are not JSON; the readers reject them, so none can get here
     return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + '\n'
@@ -127,6 +139,7 @@ def run_collect(args):
 
     params, results = _settings(args, PARAM_KEYS)
     out = args.out or results / layout.METRICS
+    _check_outputs(args, None, out)
     metrics = collect(params, results, load_hypotheses(args.hypotheses))
     with _writing(out), atomic_path(out) as tmp:
         tmp.write_text(_json_text(metrics))
@@ -140,7 +153,7 @@ def run_tables(args):
     formats = args.formats or params.get('tables', {}).get('formats') or FORMATS
     out = args.out or results / layout.TABLES
     paper, cells = _judged(args, results)
-    with _writing(out), atomic_dir(out) as tmp:
+    with _writing(out), atomic_dir(out, 'tables', _inputs(args, results)) as tmp:
         write_tables(Path(tmp), paper, cells, formats)
     print(f'{out}: {len(paper["tables"])} tables ({", ".join(formats)})')
 
@@ -152,8 +165,9 @@ def run_diff(args):
     params, results = _settings(args, TABLES_KEYS)
     strict = args.strict or bool(params.get('tables', {}).get('strict'))
     out = args.out or results / layout.DIFF
-    paper, cells = _judged(args, results)
     md, js = Path(f'{out}.md'), Path(f'{out}.json')
+    _check_outputs(args, results, md, js)
+    paper, cells = _judged(args, results)
     md_text, js_text = diff_markdown(paper, cells), _json_text(diff_document(paper, cells))
     with _writing(f'{md}, {js}'), atomic_path(md) as tmp_md, atomic_path(js) as tmp_js:
         tmp_md.write_text(md_text)
@@ -172,8 +186,9 @@ def run_figure(args):
 
     _, results = _settings(args, ())
     out = args.out or results / layout.FIGURE
-    paper, cells = _judged(args, results)
     png, pdf = Path(f'{out}.png'), Path(f'{out}.pdf')
+    _check_outputs(args, results, png, pdf)
+    paper, cells = _judged(args, results)
     fig = draw(paper, cells)
     with _writing(f'{png}, {pdf}'), atomic_path(png) as tmp_png, atomic_path(pdf) as tmp_pdf:
         save(fig, tmp_png, tmp_pdf)
