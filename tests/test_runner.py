@@ -313,7 +313,7 @@ def test_evaluate_cli_errors_leave_no_output(capsys, tmp_path):
     manifest.write_text(json.dumps({'synthetic': True}))
     code, errors = run_cli(capsys, 'evaluate', ADE, bad, '--out', out, '--manifest', manifest)
     assert code == 2 and len(errors) == 1
-    assert f'{bad}: cannot read checkpoint: invalid load key' in errors[0]
+    assert f'{bad}: cannot read checkpoint: not a torch checkpoint in zip format' in errors[0]
     assert not out.exists()
 
 

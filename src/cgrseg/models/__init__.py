@@ -2,10 +2,14 @@
 
 Registry names: ``EfficientFormerV2`` (backbone, ``arch='s1'|'s2'|'l'``) and ``CGRSegHead``; the
 official names ``efficientformerv2_{s0,s1,s2,l}_feat`` and ``CGRSeg`` are registered too so the
-authors' configs run unchanged.
+authors' configs run unchanged. Importing it also makes every checkpoint mmcv loads for a model
+(``init_cfg=dict(type='Pretrained')``, ``load_from``, ``resume_from``) a weights-only read
+(``cgrseg.runner.checkpoints.route_mmcv_loading``): checkpoints are data, never code.
 """
 
 from mmseg.models.builder import BACKBONES, HEADS
+
+from cgrseg.runner.checkpoints import route_mmcv_loading
 
 from .cgrseg_head import CGRSegHead
 from .efficientformer_v2 import ARCHS, EfficientFormerV2
@@ -23,6 +27,7 @@ def _official_backbone(arch):
     return build
 
 def _register():
+    route_mmcv_loading()
     if 'EfficientFormerV2' in BACKBONES.module_dict:
         return
     BACKBONES.register_module(module=EfficientFormerV2)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from cgrseg.errors import CGRSegError
-from cgrseg.io import atomic_path, sha256_file, write_json
+from cgrseg.io import check_output_file, sha256_file, write_json, write_with
 from cgrseg.layout import BACKBONE_WEIGHTS
 
 HUB_REPO = 'timm/efficientformerv2_{arch}.snap_dist_in1k'
@@ -72,12 +72,15 @@ def convert_state_dict(state_dict, arch):
     is_timm = any(k.startswith('stem.') for k in state_dict)
     out = {}
     for key, value in state_dict.items():
-        new = timm_to_official(key) if is_timm else (None if key.startswith(CLASSIFIER) else key)
+        try:
+            new = timm_to_official(key) if is_timm else (None if key.startswith(CLASSIFIER) else key)
+        except KeyError:
+            new = key
         if new is None:
             continue
         if new not in target:
-            raise CGRSegError(f'unexpected key {key!r} (as {new!r}) for EfficientFormerV2-{arch.upper()}')
-        if new.startswith('network.') and 'layer_scale' in new:
+            raise CGRSegError(f'unexpected key {key[:80]!r} (as {new[:80]!r}) for EfficientFormerV2-{arch.upper()}')
+        if new.startswith('network.') and 'layer_scale' in new and value.numel() == target[new].numel():
             value = value.reshape(target[new].shape)
         if tuple(value.shape) != tuple(target[new].shape):
             raise CGRSegError(f'{key}: shape {tuple(value.shape)} does not fit EfficientFormerV2-{arch.upper()} '
@@ -92,19 +95,25 @@ def convert_state_dict(state_dict, arch):
 
 
 def load_any(path):
+    """The weights in a timm safetensors file or a torch checkpoint (read weights-only: a weights
+    file is untrusted data), as a mapping of names to finite tensors."""
+    from cgrseg.runner.checkpoints import check_weights, read
     path = Path(path)
     if not path.is_file():
         raise CGRSegError(f'{path}: file not found')
-    try:
-        if path.suffix == '.safetensors':
+    if path.suffix == '.safetensors':
+        try:
             from safetensors.torch import load_file
-            return load_file(str(path))
-        ckpt = torch.load(str(path), map_location='cpu')
-    except Exception as err:
-        raise CGRSegError(f'{path}: cannot read checkpoint: {err}') from err
+            ckpt = load_file(str(path))
+        except Exception as err:
+            raise CGRSegError(f'{path}: cannot read weights: {str(err).strip()[:200] or type(err).__name__}') from None
+    else:
+        ckpt = read(path)
     for key in ('state_dict', 'model', 'state_dict_ema'):
         if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
-            return ckpt[key]
+            ckpt = ckpt[key]
+            break
+    check_weights(ckpt, path, what='the weights')
     return ckpt
 
 
@@ -120,19 +129,34 @@ def download(arch):
                        f'and pass --from FILE (timm model.safetensors or the original eformer_{arch}_450.pth)') from err
 
 
+def _converted(src, arch):
+    """``convert_state_dict`` of the weights in ``src``; every error names ``src``."""
+    try:
+        return convert_state_dict(load_any(src), arch)
+    except CGRSegError as err:
+        if str(err).startswith(f'{src}: '):
+            raise
+        raise CGRSegError(f'{src}: {err}') from None
+
+
 def prepare_pretrained(arch, out=None, source=None):
     """Write ``out`` (default ``checkpoints/efficientformerv2_{arch}.pth``) and ``out.json`` with sha256s."""
     if arch not in ARCH_NAMES:
         raise CGRSegError(f'unknown arch {arch!r}; one of {", ".join(ARCH_NAMES)}')
-    src = Path(source) if source else download(arch)
-    state = convert_state_dict(load_any(src), arch)
     out = Path(out or BACKBONE_WEIGHTS.format(arch=arch))
-    with atomic_path(out) as tmp:
-        torch.save({'state_dict': state, 'meta': {'arch': arch, 'source': str(src)}}, tmp)
+    record_path = out.with_suffix('.json')
+    if record_path == out:
+        raise CGRSegError(f'{out}: the weights cannot end in .json: their record is written there')
+    for path in (out, record_path):
+        check_output_file(path, [source])
+    src = Path(source) if source else download(arch)
+    state = _converted(src, arch)
+    saved = {'state_dict': state, 'meta': {'arch': arch, 'source': str(src)}}
+    write_with(out, lambda tmp: torch.save(saved, tmp))
     record = {'arch': arch, 'source': str(src), 'source_sha256': sha256_file(src),
               'hub_repo': None if source else HUB_REPO.format(arch=arch),
               'checkpoint': str(out), 'checkpoint_sha256': sha256_file(out), 'tensors': len(state)}
-    write_json(out.with_suffix('.json'), record)
+    write_json(record_path, record)
     return record
 
 

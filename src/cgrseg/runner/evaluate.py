@@ -60,7 +60,19 @@ def load_model(cfg, checkpoint_path):
     except Exception as err:
         raise CGRSegError(f'{checkpoint_path}: cannot load it into the config\'s model: '
                        f'{str(err).strip().splitlines()[-1]}') from None
-    return model.eval(), ckpt.get('meta') or {}
+    return model.eval(), _checked_meta(ckpt.get('meta') or {}, checkpoint_path)
+
+
+def _checked_meta(meta, path):
+    """The parts of a checkpoint's meta that evaluation reads, checked (a checkpoint is untrusted)."""
+    trained = meta.get('cgrseg')
+    crop = trained.get('crop') if isinstance(trained, dict) else None
+    if trained is not None and not isinstance(trained, dict) or \
+            crop is not None and type(crop) is not int:
+        raise CGRSegError(f'{path}: meta["cgrseg"] is not the training record of cgrseg train')
+    if 'iter' in meta and (type(meta['iter']) is not int or meta['iter'] < 0):
+        raise CGRSegError(f'{path}: meta["iter"] is not an iteration count ({meta["iter"]!r:.40})')
+    return meta
 
 
 def metrics_from(eval_results):

@@ -29,6 +29,9 @@ from cgrseg.runner import checkpoints, preempt, resume
 from cgrseg.runner.checkpoints import completed_iters
 
 CONSTRUCTOR = 'ExactResumeRunnerConstructor'
+checkpoints.route_mmcv_loading()  # resume_from and load_from read weights only
+# what a checkpoint's meta or optimizer state of the wrong shape raises while being restored
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError)
 
 
 def _distributed():
@@ -131,7 +134,11 @@ class ExactResumeRunner(IterBasedRunner):
         mmcv saves iter_k.pth after the k-th step but records meta iter = k - 1 (the counter is
         bumped after the hooks run); restoring that value would repeat step k.
         """
-        super().resume(checkpoint, resume_optimizer=resume_optimizer, map_location=map_location)
+        try:
+            super().resume(checkpoint, resume_optimizer=resume_optimizer, map_location=map_location)
+        except MALFORMED as err:  # an optimizer state or meta that is not this run's
+            raise checkpoints.RefusedCheckpoint(f'{checkpoint}: cannot resume from it: '
+                                                f'{type(err).__name__}: {checkpoints.first_line(err)}') from None
         self._iter = self._inner_iter = completed_iters(self.iter)
         self.logger.info(f'resumed from {checkpoint}: continuing after iteration {self.iter}')
 
@@ -147,6 +154,14 @@ class ExactResumeRunner(IterBasedRunner):
                                 'continuing with a fresh data order, not exactly')
             self._train_loader.sampler.seek(*resume.position(self._train_loader, self.iter))
             return
+        try:
+            self._restore_exactly(state)
+        except MALFORMED as err:
+            raise checkpoints.RefusedCheckpoint(
+                f'{self.work_dir}: the resume state of the checkpoint is malformed '
+                f'({type(err).__name__}: {checkpoints.first_line(err)}); use a fresh --work-dir') from None
+
+    def _restore_exactly(self, state):
         if state.get('version') != resume.STATE_VERSION:
             raise CGRSegError(f'resume state version {state.get("version")} is not '
                               f'{resume.STATE_VERSION}; use a fresh --work-dir')

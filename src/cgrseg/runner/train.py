@@ -180,8 +180,8 @@ def train(args, cfg, gpus, distributed):
         checkpoints.remove_stale_temporaries(work_dir)
     skipped = []
     resume_from, resume_meta = checkpoints.resumable(work_dir, skipped.append)
-    workdir.check_owner(work_dir, cfg, args.config, resume_meta)  # before config.py is rewritten
     resolved = C.resolved_text(cfg)  # before the runtime hooks: they change from run to run
+    workdir.check_owner(work_dir, resolved, args.config, resume_meta)  # before config.py is rewritten
     if rank == 0:
         write_text(work_dir / RESOLVED_CONFIG, resolved)
     _add_runtime_hooks(cfg, resume_from)

@@ -3,8 +3,11 @@
 The identity of a run is its config's ``experiment`` entry (model, variant, dataset) and its model
 definition (minus the pretrained-weights path and the test settings, which ``--no-pretrained`` and
 ``--crop`` change legitimately). It is read from the resumed checkpoint's meta and from the
-``config.py`` an earlier run wrote, before anything in the directory is overwritten.
+``config.py`` an earlier run wrote, before anything in the directory is overwritten. Both texts
+are untrusted (a work directory or checkpoint may come from anywhere): they are parsed as data
+(``literal_config``), never executed as mmcv's ``Config.fromstring`` would.
 """
+import ast
 from pathlib import Path
 
 from cgrseg.mmseg_config import first_line
@@ -23,8 +26,10 @@ def _plain(node):
 
 
 def identity(cfg):
-    exp = cfg.get('experiment') or {}
+    exp = cfg.get('experiment') if isinstance(cfg.get('experiment'), dict) else {}
     model = _plain(cfg.get('model') or {})
+    if not isinstance(model, dict):
+        model = {'not a dict': model}
     for key in ('pretrained', 'train_cfg', 'test_cfg'):
         model.pop(key, None)
     if isinstance(model.get('backbone'), dict):
@@ -32,13 +37,42 @@ def identity(cfg):
     return {'experiment': {k: exp.get(k) for k in ('model', 'variant', 'dataset')}, 'model': model}
 
 
-def _from_text(text, origin):
-    from mmcv import Config
+MAX_CONFIG_BYTES = 1 << 20  # a resolved CGRSeg config has about 5 kB
+
+
+def _literal(node):
+    """A config value as data: ``dict(k=v)`` calls, containers and constants; anything else
+    (a name, another call, an attribute) is refused."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' \
+            and not node.args and all(k.arg for k in node.keywords):
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(v) for v in node.elts]
     try:
-        return Config.fromstring(text, '.py')
-    except Exception as err:
-        raise CGRSegError(f'{origin}: cannot read the config of the run in this work directory: '
-                          f'{first_line(err)}') from None
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(f'line {node.lineno}: {ast.unparse(node)[:60]!r} is not plain data') from None
+
+
+def _assignment(stmt):
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)):
+        raise ValueError(f'line {stmt.lineno}: not a `name = value` assignment')
+    return stmt.targets[0].id, _literal(stmt.value)
+
+
+def literal_config(text, origin):
+    """The ``name = value`` assignments of a resolved config text as plain data, without running it."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise CGRSegError(f'{origin}: the config of the run in this work directory has {len(text)} '
+                          f'characters, more than {MAX_CONFIG_BYTES}')
+    try:
+        return dict(_assignment(stmt) for stmt in ast.parse(text).body)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as err:
+        raise CGRSegError(f'{origin}: cannot read the config of the run in this work directory as '
+                          f'data: {first_line(err)}') from None
 
 
 def _describe(ident):
@@ -46,18 +80,28 @@ def _describe(ident):
     return ' '.join(str(v) for v in (exp['model'], exp['dataset']) if v) or 'another experiment'
 
 
-def check_owner(work_dir, cfg, config_path, meta=None):
-    """Refuse to train ``cfg`` in a work dir that holds a run of another experiment or model."""
+def _read_resolved(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read(MAX_CONFIG_BYTES + 1).decode()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CGRSegError(f'{path}: cannot read the config of the run in this work directory: '
+                          f'{first_line(err)}') from None
+
+
+def check_owner(work_dir, resolved, config_path, meta=None):
+    """Refuse to train the config whose resolved text is ``resolved`` in a work dir that holds a
+    run of another experiment or model. Both sides are compared as data (``literal_config``)."""
     work_dir = Path(work_dir)
     sources = []
     if meta and isinstance(meta.get('config'), str):
         sources.append(('its newest checkpoint', meta['config']))
-    resolved = work_dir / RESOLVED_CONFIG
-    if resolved.is_file():
-        sources.append((str(resolved), resolved.read_text()))
-    mine = identity(cfg)
+    written = work_dir / RESOLVED_CONFIG
+    if written.is_file():
+        sources.append((str(written), _read_resolved(written)))
+    mine = identity(literal_config(resolved, config_path))
     for origin, text in sources:
-        theirs = identity(_from_text(text, origin))
+        theirs = identity(literal_config(text, origin))
         if theirs == mine:
             continue
         if theirs['experiment'] != mine['experiment']:
