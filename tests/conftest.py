@@ -206,6 +206,24 @@ def small_tmpfs(tmp_path):
         subprocess.run(['umount', '--lazy', str(disk)], check=True, timeout=60)
 
 
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder that even root cannot write: a read-only tmpfs, unmounted afterwards (root and
+    mount(8) needed; elsewhere the test is skipped, saying why)."""
+    if os.geteuid() != 0 or shutil.which('mount') is None:
+        pytest.skip('a folder read-only for root is a read-only mount, which needs root and mount(8)')
+    folder = tmp_path / 'ro'
+    folder.mkdir()
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(folder)],
+                             capture_output=True, text=True, timeout=60)
+    if mounted.returncode != 0:
+        pytest.skip(f'cannot mount a read-only tmpfs here: {mounted.stderr.strip()}')
+    try:
+        yield folder
+    finally:
+        subprocess.run(['umount', '--lazy', str(folder)], check=True, timeout=60)
+
+
 # ---- the Snakemake workflow -------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]

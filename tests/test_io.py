@@ -272,27 +272,6 @@ def test_a_file_output_never_replaces_an_input_a_folder_or_a_device(tmp_path):
     check_output_file(tmp_path / 'new' / 'out.json', [config])
 
 
-@pytest.fixture
-def read_only(tmp_path):
-    """A read-only folder that stays read-only for root: a tmpfs mounted ro (needs root)."""
-    if os.geteuid() != 0:
-        folder = tmp_path / 'ro'
-        folder.mkdir(mode=0o555)
-        yield folder
-        return
-    import subprocess
-    folder = tmp_path / 'ro'
-    folder.mkdir()
-    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(folder)],
-                             capture_output=True, text=True, timeout=60)
-    if mounted.returncode != 0:
-        pytest.skip(f'cannot mount a read-only tmpfs here: {mounted.stderr.strip()}')
-    try:
-        yield folder
-    finally:
-        subprocess.run(['umount', '--lazy', str(folder)], check=True, timeout=60)
-
-
 def test_a_read_only_destination_is_one_line(read_only):
     with pytest.raises(CGRSegError, match='is read-only'):
         check_output_file(read_only / 'out.json')
