@@ -10,7 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -47,7 +47,7 @@ class _FileHandler(BaseHTTPRequestHandler):
             return self._error(server.statuses.pop(0))
         if self.path in server.redirects:
             return self._redirect(server.redirects[self.path])
-        path = server.root / unquote(self.path.lstrip('/'))
+        path = server.root / unquote(urlsplit(self.path).path.lstrip('/'))  # a query names no file
         if not path.is_file():
             return self._error(404)
         data = path.read_bytes()

@@ -53,7 +53,7 @@ def plan(archives, urls=(), from_dir=None):
             raise CGRSegError(f'--url {value}: this dataset has several archives '
                            f'({", ".join(chosen)}); use --url NAME=URL or a folder URL ending in /')
     for name, url in chosen.items():
-        if urlparse(url).scheme not in src.SCHEMES:
+        if src.scheme(url) not in src.SCHEMES:
             raise CGRSegError(f'{name}: URL {url!r} must be http://, https:// or file://')
     return [(a, chosen[a['name']]) for a in archives]
 

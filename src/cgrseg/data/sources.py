@@ -20,6 +20,14 @@ HEADER = ('# Written by `cgrseg synth`: synthetic archives in the official forma
           'configs/data/sources.yaml).\n')
 
 
+def scheme(url):
+    """The scheme of ``url``, or None when it is not a URL at all (``http://[x/`` raises in urllib)."""
+    try:
+        return urlparse(str(url)).scheme
+    except ValueError:
+        return None
+
+
 def default_path():
     """configs/data/sources.yaml under the current directory, else under the repository that holds
     this (editable-installed) package."""
@@ -101,7 +109,7 @@ def _archive_problem(archive):
     name = archive['name']
     if not isinstance(name, str) or not name or '/' in name or name.startswith('.'):
         return f'archive name {name!r} must be a plain file name'
-    if urlparse(str(archive['url'])).scheme not in SCHEMES:
+    if scheme(archive['url']) not in SCHEMES:
         return f'{name}: url {archive["url"]!r} must be http://, https:// or file://'
     try:
         parse_checksum(archive['checksum'])
