@@ -177,7 +177,7 @@ def damaged(data, cuts, flips):
 @pytest.fixture(scope='module')
 def real_state():
     """The state dict of the CGRSeg-T model of ADE: what `cgrseg evaluate` loads strictly."""
-    from cgrseg.config import load_config
+    from cgrseg.mmseg_config import load_config
     from cgrseg.models.build import build_model
     return build_model(load_config(ADE)).state_dict()
 
