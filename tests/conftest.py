@@ -188,40 +188,32 @@ def prepared_datasets(synth_archives, tmp_path_factory):
     return Path(out)
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A 64 kB tmpfs (a disk that fills up at once), unmounted afterwards. Mounting needs root and
-    mount(8): elsewhere the test is skipped, saying why (CI runs the suite as root)."""
+def _tmpfs(folder, options, why):
+    """A tmpfs mounted on the new ``folder`` with mount(8) ``options``, unmounted afterwards. Mounting
+    needs root and mount(8): elsewhere the test is skipped, saying ``why`` (CI runs as root)."""
     if os.geteuid() != 0 or shutil.which('mount') is None:
-        pytest.skip('a full disk is simulated with a small tmpfs, which needs root and mount(8)')
-    disk = tmp_path / 'disk'
-    disk.mkdir()
-    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(disk)],
-                             capture_output=True, text=True, timeout=60)
-    if mounted.returncode != 0:
-        pytest.skip(f'cannot mount a tmpfs here: {mounted.stderr.strip()}')
-    try:
-        yield disk
-    finally:
-        subprocess.run(['umount', '--lazy', str(disk)], check=True, timeout=60)
-
-
-@pytest.fixture
-def read_only(tmp_path):
-    """A folder that even root cannot write: a read-only tmpfs, unmounted afterwards (root and
-    mount(8) needed; elsewhere the test is skipped, saying why)."""
-    if os.geteuid() != 0 or shutil.which('mount') is None:
-        pytest.skip('a folder read-only for root is a read-only mount, which needs root and mount(8)')
-    folder = tmp_path / 'ro'
+        pytest.skip(f'{why}, which needs root and mount(8)')
     folder.mkdir()
-    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(folder)],
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(folder)],
                              capture_output=True, text=True, timeout=60)
     if mounted.returncode != 0:
-        pytest.skip(f'cannot mount a read-only tmpfs here: {mounted.stderr.strip()}')
+        pytest.skip(f'cannot mount a tmpfs ({options}) here: {mounted.stderr.strip()}')
     try:
         yield folder
     finally:
         subprocess.run(['umount', '--lazy', str(folder)], check=True, timeout=60)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 kB tmpfs: a disk that fills up at once."""
+    yield from _tmpfs(tmp_path / 'disk', 'size=64k', 'a full disk is simulated with a small tmpfs')
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder that even root cannot write (root writes through permission bits): a read-only tmpfs."""
+    yield from _tmpfs(tmp_path / 'ro', 'ro,size=64k', 'a folder read-only for root is a read-only mount')
 
 
 # ---- the Snakemake workflow -------------------------------------------------------------------
