@@ -142,7 +142,7 @@ def image_name(run):
 def write_curves(runs, work_root, results, out):
     import matplotlib.pyplot as plt
     from cgrseg.io import atomic_dir
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, 'curves', [work_root]) as tmp:
         for run in runs:
             part = parse_run(run)
             history = read_history(Path(work_root) / run)

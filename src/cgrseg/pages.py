@@ -156,7 +156,7 @@ def write_pages(args):
     paper, cells = _judged(args, Path(args.results))   # what cgrseg diff and cgrseg tables write, as Markdown
     out = Path(args.out)
     write_text(out / 'diff.html', markdown_page(diff_markdown(paper, cells), 'Paper vs regenerated'))
-    with atomic_dir(out / 'tables') as tmp:
+    with atomic_dir(out / 'tables', 'pages', [args.metrics]) as tmp:
         for dataset, table in paper['tables'].items():
             text = table_markdown([c for c in cells if c['dataset'] == dataset], table, dataset)
             (tmp / f'{dataset}.html').write_text(markdown_page(text, table['title']))

@@ -124,7 +124,7 @@ def publish(checkpoint, folder, stem):
     import torch
     from cgrseg.io import sha256_file
     from cgrseg.runner.checkpoints import load
-    state = load(checkpoint, weights_only=True)
+    state = load(checkpoint)   # weights only, as every checkpoint read
     state.pop('optimizer', None)
     folder.mkdir(parents=True, exist_ok=True)
     unnamed = folder / stem   # as gather_models: torch names the archive's root folder after it
@@ -143,7 +143,7 @@ def gather(runs, configs, work_root, results, out):
     seeds_per_config = {}
     for f in facts:
         seeds_per_config[f['config']] = seeds_per_config.get(f['config'], 0) + 1
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, 'zoo', [*configs, work_root]) as tmp:
         models = []
         for f in facts:
             stem = Path(f['config']).stem
