@@ -58,13 +58,22 @@ def plan(archives, urls=(), from_dir=None):
     return [(a, chosen[a['name']]) for a in archives]
 
 
+ARCHIVE_SUFFIXES = ('.zip', '.tar', '.tgz', '.tar.gz', '.json')   # .json: Pascal Context's annotations
+
+
+def _downloaded(name, names):
+    """A name download writes: an archive of the data file (``names``), or of another data file."""
+    base = name.removesuffix('.part').removesuffix('.sha256')
+    return name in names or base.endswith(ARCHIVE_SUFFIXES)
+
+
 def check_dest(dest, doc, inputs=()):
-    """``--dest`` may hold only what download writes there: archives of the data file ``doc``, their
-    ``.part`` and ``.sha256`` (an archive already there is verified, never replaced)."""
+    """``--dest`` may hold only what download writes there: archives (of the data file ``doc`` or
+    another), their ``.part`` and ``.sha256`` (an archive already there is verified, never replaced)."""
     names = {f'{a["name"]}{suffix}' for entry in doc['datasets'].values()
              for a in entry['archives'] for suffix in ('', '.part', '.sha256')}
-    check_output_dir(dest, 'download', inputs,
-                     recognised=lambda folder: all(p.name in names for p in folder.iterdir()))
+    check_output_dir(dest, 'download', inputs, recognised=lambda folder: all(
+        p.is_file() and _downloaded(p.name, names) for p in folder.iterdir()))
 
 
 def fetch(archive, url, dest, retries=5, retry_wait=2.0, timeout=60, min_rate=MIN_RATE):

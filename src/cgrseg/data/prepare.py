@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import CGRSegError
 from ..io import atomic_dir, check_output_dir, claim_output_dir, read_json
+from ..layout import DATASETS
 from . import sources as src
 from .common import disk_error, one_line
 
@@ -30,13 +31,19 @@ def manifest_path(out, dataset):
     return Path(out) / f'{dataset}.manifest.json'
 
 
+def _only_manifests(folder):
+    """A folder holding nothing but manifests of ours (an unmarked one is rebuilt, never trusted)."""
+    names = {manifest_path(folder, d).name for d in DATASETS}
+    return all(p.is_file() and p.name in names for p in folder.iterdir())
+
+
 def prepare(dataset, raw, out, sources=None, jobs=None, force=False):
     spec = module(dataset)
     raw, out = Path(raw), Path(out)
     paths = [_archive(raw, dataset, name) for name in spec.ARCHIVES]
     archives = {p.name: _fingerprint(p) for p in paths}
     manifest = manifest_path(out, dataset)
-    check_output_dir(out, 'prepare', inputs=(raw, sources))
+    check_output_dir(out, 'prepare', inputs=(raw, sources), recognised=_only_manifests)
     if not force and _up_to_date(manifest, out / spec.DATA_ROOT, archives):
         print(f'{manifest}: up to date (same archives); nothing to do', file=sys.stderr)
         return manifest
