@@ -199,13 +199,13 @@ def test_checkpoints_are_renamed_into_place_and_latest_follows(tmp_path, monkeyp
 
 def test_resume_skips_an_unreadable_checkpoint_with_a_warning(tmp_path):
     good = tmp_path / 'iter_4.pth'
-    torch.save({'state_dict': {}, 'meta': {'iter': 3}}, good)
+    torch.save({'state_dict': {}, 'meta': {'iter': 3, 'epoch': 1}}, good)
     truncated = tmp_path / 'iter_6.pth'
     truncated.write_bytes(good.read_bytes()[:200])       # a kill while it was written (old code)
     (tmp_path / 'iter_8.pth').touch()                    # a kill right after it was created
     warnings = []
     path, meta = checkpoints.resumable(tmp_path, warnings.append)
-    assert path == good and meta == {'iter': 3}
+    assert path == good and meta == {'iter': 3, 'epoch': 1}
     assert len(warnings) == 2
     assert 'iter_8.pth: cannot read checkpoint: the file is empty' in warnings[0]
     assert 'iter_6.pth: cannot read checkpoint' in warnings[1]
