@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_data_file_holds_the_published_sources():
     doc = sources.load(REPO / 'configs/data/sources.yaml')['datasets']
+    sizes = {d: ([a.pop('size_mb') for a in doc[d]['archives']], doc[d]['prepared_mb']) for d in doc}
+    assert sizes == {'ade20k': ([923], 1400), 'coco_stuff10k': ([2048], 2048),   # the disk doctor reserves
+                     'pascal_context': ([1331, 2048], 1400)}
     assert doc['ade20k']['archives'] == [{
         'name': 'ADEChallengeData2016.zip',
         'url': 'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip',

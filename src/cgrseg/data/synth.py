@@ -5,6 +5,7 @@ Each archive carries a marker file (common.MARKER) at its dataset root that the 
 images show their label regions as colours plus noise (learnable, not trivial). Same seed, same
 bytes: the archives are reproducible.
 """
+import math
 import os
 import shutil
 import tempfile
@@ -21,6 +22,10 @@ def split_counts(images):
     if images < 1:
         raise CGRSegError(f'--images must be at least 1, not {images}')
     return {'train': images, 'val': max(2, (images + 1) // 2)}
+
+
+def _mb(size):
+    return math.ceil(size / (1 << 20) * 1000) / 1000 or 0.001
 
 
 def synthesize(dataset, out, images=8, seed=0):
@@ -40,8 +45,12 @@ def synthesize(dataset, out, images=8, seed=0):
                ''.join(f'{digest}  {name}\n' for name, digest in digests.items()))
     entry = {
         'synthetic': True,
-        'archives': [{'name': name, 'url': (out / name).as_uri(), 'checksum': f'sha256:{digest}'}
+        'archives': [{'name': name, 'url': (out / name).as_uri(), 'checksum': f'sha256:{digest}',
+                      'size_mb': _mb((out / name).stat().st_size)}
                      for name, digest in digests.items()],
+        # the official file's two size fields (cgrseg doctor reserves disk from them): decoded
+        # images and labels take at most about twice their archives
+        'prepared_mb': _mb(2 * sum((out / name).stat().st_size for name in names)),
         'counts': counts,
         'num_classes': spec.NUM_CLASSES,
     }
