@@ -12,13 +12,14 @@ point for building a runner, to get this subclass. What it changes:
 - ``resume`` loads on the CPU (works without a GPU) and continues after the saved iteration;
 - ``run`` rebuilds mmseg's training loader with ``resume.resumable_loader``, seeks it to the
   resumed position, restores the random states, and keeps SIGTERM/SIGUSR1 away from every
-  data-loader worker (train and validation).
+  data-loader worker (train and validation);
+- validation runs between a save and a restore of the random states (``call_hook``).
 """
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from mmcv.runner import HOOKS, CheckpointHook, IterBasedRunner
+from mmcv.runner import HOOKS, CheckpointHook, EvalHook, IterBasedRunner
 from mmcv.runner.builder import RUNNER_BUILDERS
 from mmcv.runner.checkpoint import save_checkpoint as mmcv_save_checkpoint
 from mmcv.runner.dist_utils import allreduce_params, get_dist_info, master_only
@@ -98,6 +99,18 @@ class ExactResumeRunner(IterBasedRunner):
         self.exact_state = None
         self._resumed = None       # the checkpoint's meta after resume()
         self._train_loader = None
+
+    def call_hook(self, fn_name):
+        """mmcv's, with every evaluation hook (``DistEvalHook`` included) run inside
+        ``resume.random_states_kept``, so that validating never shifts the training's random
+        streams (drop-path masks) and a resumed run validates without drifting from the
+        uninterrupted one."""
+        for hook in self._hooks:
+            if isinstance(hook, EvalHook):
+                with resume.random_states_kept():
+                    getattr(hook, fn_name)(self)
+            else:
+                getattr(hook, fn_name)(self)
 
     # -- checkpoints -------------------------------------------------------------------------
     def register_checkpoint_hook(self, checkpoint_config):

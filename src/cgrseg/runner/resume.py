@@ -8,11 +8,15 @@ restart. Here instead:
 - every sample's augmentation is seeded from (seed, epoch, position in the epoch), in whichever
   process loads it (``SeededSamples``), so neither the number of workers nor a restart changes it;
 - the main process's random states (Python, NumPy, torch, CUDA), which drive drop-path and
-  dropout, are saved with each checkpoint (``rng_state``) and restored on resume.
+  dropout, are saved with each checkpoint (``rng_state``) and restored on resume;
+- validation leaves them as it found them (``random_states_kept``): a loader with persistent
+  workers draws their base seed from torch's global generator at its first pass only, i.e. once
+  per process, so a resumed run would otherwise draw once more than the uninterrupted one.
 
 The sampler's position follows from the number of completed iterations (``position``): with
 ``drop_last`` every iteration consumes one full batch per rank.
 """
+import contextlib
 import random
 import signal
 
@@ -50,6 +54,16 @@ def set_rng_state(state):
             raise CGRSegError(f'checkpoint holds random states of {len(state["cuda"])} GPUs, '
                               f'this process sees {torch.cuda.device_count()}')
         torch.cuda.set_rng_state_all(state['cuda'])
+
+
+@contextlib.contextmanager
+def random_states_kept():
+    """Run a block (a validation) and put this process's random states back afterwards."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def _sample_seed(seed, epoch, position):
