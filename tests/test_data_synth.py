@@ -110,7 +110,7 @@ def test_images_scales_the_splits(run_cli, tmp_path):
     assert entry['counts'] == {'train': 3, 'val': 2}
     bad = run_cli('synth', 'coco_stuff10k', '--out', tmp_path, '--images', 0)
     assert bad.code == 2 and bad.error_lines == [
-        'cgrseg synth: error: --images must be at least 1, not 0']
+        'cgrseg synth: error: argument --images: 0 is less than the minimum of 1']
 
 
 def test_images_show_their_labels_in_colour(synth_archives):

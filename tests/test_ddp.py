@@ -111,7 +111,7 @@ def test_bn_group_is_the_authors_images_per_gpu():
 def test_cpu_processes_exclude_gpus(run_cli):
     result = run_cli('train', CONFIG['t'], '--work-dir', 'unused', '--cpu-processes', '0')
     assert result.code == 2 and result.error_lines == [
-        'cgrseg train: error: --cpu-processes 0: must be at least 1']
+        'cgrseg train: error: argument --cpu-processes: 0 is less than the minimum of 1']
     result = run_cli('train', CONFIG['t'], '--work-dir', 'unused', '--cpu-processes', '2', '--gpus', '1')
     assert result.code == 2 and result.error_lines == [
         'cgrseg train: error: --cpu-processes 2 trains on the CPU; it excludes --gpus 1']

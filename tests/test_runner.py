@@ -123,7 +123,7 @@ def test_crop_rewrites_train_and_test_scales_consistently(ade, pascal):
     C.set_crop(pascal, 96)                                     # 480 -> 96: factor 1/5
     assert steps(pascal, 'train')['Resize'].img_scale == (104, 104)
     assert steps(pascal, 'test')['MultiScaleFlipAug'].img_scale == (104, 104)
-    with pytest.raises(CGRSegError, match='at least 32'):
+    with pytest.raises(CGRSegError, match='--crop: 16 is less than the minimum of 32'):
         C.set_crop(ade, 16)
 
 

@@ -2,10 +2,21 @@
 
 Each step's module exposes ``add_parser(subparsers)``; the parser stores the function to run in
 ``func``. Modules are imported only for the command being run so that light commands stay fast.
+
+Whatever goes wrong ends in one line on stderr, the last one, ``cgrseg <cmd>: error: ...``:
+a bad argument (exit 2), an expected failure (``CGRSegError``, exit 2), or SIGINT/SIGTERM (exit
+130/143, after the temporary outputs are cleaned up). The deprecation notices the third-party
+libraries print when they are imported are silenced, so that they never precede it.
 """
 import argparse
+import contextlib
 import importlib
+import logging
+import os
+import signal
 import sys
+import threading
+import warnings
 
 from cgrseg.errors import CGRSegError
 from cgrseg.io import redact
@@ -30,6 +41,33 @@ COMMANDS = {
     'zoo': 'cgrseg.zoo',
     'pages': 'cgrseg.pages',
 }
+# Warnings issued by these packages are theirs to fix (mmcv's "MMCV will release v2.0.0", timm's
+# moved-module FutureWarnings, mmseg's loss defaults); cgrseg's own warnings still show.
+THIRD_PARTY = r'(mmcv|mmseg|timm|torch|torchvision)(\.|$)'
+# torch logs this when it finds no CUDA toolkit, which a CPU machine never has
+QUIET_LOGGERS = ('torch.utils.cpp_extension',)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class UsageError(Exception):
+    """A bad command line, reported like argparse's errors, on one line, without the usage."""
+
+    def __init__(self, prog, message):
+        super().__init__(f'{prog}: error: {message}')
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(self.prog, message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so that ``except Exception`` lets it
+    through and every ``finally`` (atomic_path, atomic_dir) removes its temporaries on the way."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def optional(kind):
@@ -38,6 +76,7 @@ def optional(kind):
     def parse(text):
         return None if text.lower() == 'none' else kind(text)
     parse.__name__ = f'{kind.__name__} or none'
+    parse.kind = kind
     return parse
 
 
@@ -58,7 +97,7 @@ def add_switch(parser, name, help, default):
 
 
 def build_parser(only=None):
-    parser = argparse.ArgumentParser(prog='cgrseg', description=__doc__.splitlines()[0])
+    parser = Parser(prog='cgrseg', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
     seen = set()
@@ -75,15 +114,78 @@ def build_parser(only=None):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(only=command)
-    args = parser.parse_args(argv)
-    args.argv = argv  # what `cgrseg train` repeats when it re-launches itself (DDP)
+    prefix = f'cgrseg {command}' if command else 'cgrseg'
     try:
-        return args.func(args) or 0
+        with _stop_on_signals(), _third_party_quiet():
+            return _run(argv, command)
+    except UsageError as err:
+        _say(str(err))
+        return 2
     except CGRSegError as err:  # the domain's expected failures: one line each, exit 2
         for line in redact(str(err)).splitlines() or ['']:  # several problems (doctor): one line each
-            print(f'cgrseg {args.command}: error: {line}', file=sys.stderr)
+            _say(f'{prefix}: error: {line}')
         return getattr(err, 'exit_code', 2)  # 2, or e.g. 75 for a preempted training
+    except Interrupted as stop:
+        _say(f'{prefix}: error: interrupted by {signal.Signals(stop.signum).name}')
+        return 128 + stop.signum
+
+
+def _say(line):
+    """Print ``line`` as one line: a newline or NUL in it (a file name, an argument) is escaped."""
+    print(''.join(c if c.isprintable() else repr(c)[1:-1] for c in line), file=sys.stderr)
+
+
+def _run(argv, command):
+    args = build_parser(only=command).parse_args(argv)
+    args.argv = argv  # what `cgrseg train` repeats when it re-launches itself (DDP)
+    return args.func(args) or 0
+
+
+def _interrupt(signum, frame):
+    for sig in STOP_SIGNALS:   # a second signal must not break off the clean-up of the first
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _child_defaults():
+    """In a forked worker (a conversion pool, a data loader): SIGINT, which a terminal sends to
+    every process, is left to the parent, and SIGTERM, with which the parent ends its workers,
+    ends the worker silently."""
+    if signal.getsignal(signal.SIGINT) is _interrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if signal.getsignal(signal.SIGTERM) is _interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_at_fork_registered = []
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM raise ``Interrupted`` in the main thread while the command runs (training
+    installs its own SIGTERM handling on top: save, then exit 75); the handlers before come back
+    afterwards, so a caller of ``main()`` (the tests) keeps its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if not _at_fork_registered:
+        os.register_at_fork(after_in_child=_child_defaults)
+        _at_fork_registered.append(True)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _third_party_quiet():
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', module=THIRD_PARTY)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        yield
 
 
 if __name__ == '__main__':

@@ -5,11 +5,15 @@ The contract is a file, ``workflow/schemas/params.schema.yaml`` (JSON Schema wit
 returns one line per bad key (``presets.demo.iters: 0 is less than the minimum of 1``), so that a bad
 value stops the DAG when it is built instead of failing a job hours later; what a schema cannot say (the
 selected preset exists, names are known data sets and variants, every dataset has a config and a
-measure shape) is checked below it. ``effective`` adds the schema's defaults: the values every rule
+measure shape) is checked below it. Before it, every value is checked for what no schema keyword says
+(``_value_problems``): numbers are finite, text is printable and the document small enough to walk, so
+that nothing in a hostile document raises: every outcome is a list of lines. ``effective`` adds the schema's defaults: the values every rule
 reads, and what ``results/<preset>/params.effective.yaml`` holds. Keys the pipeline does not know are
 left alone.
 """
 import copy
+import functools
+import math
 
 from cgrseg import schemas
 from cgrseg.errors import CGRSegError
@@ -21,6 +25,12 @@ RENAMED = {
     'profiles': 'renamed to "presets"',
     'seed': 'replaced by "seeds", a list (e.g. seeds: [0])',
 }
+# What no schema keyword says, checked on every value first (``_value_problems``): numbers are
+# finite, strings and keys printable (no NUL, newline...), and the document small enough to walk
+# (a few YAML aliases can make a short file a huge tree).
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+MAX_MESSAGE = 300   # characters of one problem: a huge value is shown shortened
 RENAMED_IN_PRESET = {'lr': 'replaced by cfg_options (e.g. cfg_options: {optimizer.lr: 0.0006})'}
 
 
@@ -32,10 +42,13 @@ def schema():
 def coerce(value, node=None):
     """Snakemake's ``--config key={a: 1}`` / ``key=[1, 2]`` gives nested values as strings
     ('1'); read a string as YAML wherever the schema expects no string, so that ``1`` is 1 and
-    ``true`` is True while ``abc`` stays 'abc' (and is then reported)."""
+    ``true`` is True while ``abc`` stays 'abc' (and is then reported). Values the schema says
+    nothing about are left as they are."""
     from cgrseg.io import parse_yaml
 
     node = schema() if node is None else node
+    if not node:
+        return value
     if isinstance(value, dict):
         props = node.get('properties', {})
         extra = node.get('additionalProperties')
@@ -59,20 +72,20 @@ def problems(config, where='params.yaml', keys=None):
     """Every error in ``config`` as a line ``{where}: {key}: {problem}``; empty when it is usable.
 
     ``keys``: check only these top-level keys (a command that reads part of params.yaml)."""
-    import jsonschema
-
     if not isinstance(config, dict):
         return [f'{where}: must be a YAML mapping']
+    by_key, too_big = _value_problems(config)  # one line per key, however many rules it breaks
+    if too_big:   # not walked any further
+        return [f'{where}: {name}: {"; ".join(found)}' for name, found in by_key.items()]
     full = schema()
     node = full if keys is None else _restricted(full, keys)
-    by_key = {}  # one line per key, however many rules it breaks
     for name, problem in _renamed(config, keys):
         by_key.setdefault(name, []).append(problem)
-    for err in jsonschema.Draft7Validator(node).iter_errors(config):
+    for err in _validator(node).iter_errors(config):
         message = err.schema.get('errorMessage', err.message) if err.validator == 'pattern' else err.message
-        by_key.setdefault(_key(err.absolute_path) or '(top level)', []).append(message)
+        by_key.setdefault(_key(err.absolute_path) or '(top level)', []).append(_short(message))
     for name, problem in _unknown_names(config):
-        by_key.setdefault(name, []).append(problem)
+        by_key.setdefault(_short(name), []).append(_short(problem))
     lines = [f'{where}: {name}: {"; ".join(by_key[name])}' for name in sorted(by_key)]
     if not lines and keys is None:
         lines += [f'{where}: {line}' for line in _cross_checks(config)]
@@ -127,8 +140,56 @@ def _restricted(full, keys):
             'properties': {k: v for k, v in full['properties'].items() if k in keys or k == 'preset'}}
 
 
+def _validator(node):
+    """Draft 7 with integers that are ints: ``crop: 64.0`` would reach ``--crop 64.0``."""
+    return _validator_class()(node)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator_class():
+    import jsonschema
+
+    checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        'integer', lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=checker)
+
+
+def _value_problems(config):
+    """({key: [problem]}, too big) for what no schema keyword checks (see MAX_DEPTH); a document
+    nested deeper than MAX_DEPTH or holding more than MAX_VALUES values is reported as soon as
+    that is seen, before anything walks it recursively."""
+    found, seen, stack = {}, 0, [((), config)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return {_key(path[:MAX_DEPTH]): [f'nested deeper than {MAX_DEPTH} levels']}, True
+        children = (list(value.items()) if isinstance(value, dict)
+                    else list(enumerate(value)) if isinstance(value, (list, tuple)) else [])
+        seen += 1 + len(children)
+        if seen > MAX_VALUES:
+            return {_key(path[:1]) or '(top level)': [f'more than {MAX_VALUES} values (YAML aliases?)']}, True
+        for name, child in children:
+            if isinstance(value, dict) and isinstance(name, str) and not name.isprintable():
+                found.setdefault(_key(path + (name,)), []).append('the key has a character that '
+                                                                  'cannot be printed (NUL, newline...)')
+            stack.append((path + (name,), child))
+        if isinstance(value, float) and not math.isfinite(value):
+            found.setdefault(_key(path), []).append(f'{value!r} is not a finite number')
+        elif isinstance(value, str) and not value.isprintable():
+            found.setdefault(_key(path), []).append(
+                f'{_short(repr(value))} has a character that cannot be printed (NUL, newline...)')
+    return found, False
+
+
+def _short(text):
+    """One printable line of at most MAX_MESSAGE characters (more are counted, not shown)."""
+    text = text if len(text) <= MAX_MESSAGE else f'{text[:MAX_MESSAGE]}... ({len(text)} characters)'
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _key(path):
-    return '.'.join(str(part) for part in path)
+    """``presets.demo.iters``; a part that cannot be printed as it is (a newline) is quoted."""
+    return _short('.'.join(str(part) if str(part).isprintable() else repr(part) for part in path))
 
 
 def _renamed(config, keys):
@@ -163,8 +224,8 @@ def _unknown_names(config):
 def _cross_checks(config):
     presets = config['presets']
     if config['preset'] not in presets:
-        yield (f'preset: {config["preset"]!r} is not one of the presets '
-               f'({", ".join(sorted(presets))})')
+        yield (f'preset: {_short(repr(config["preset"]))} is not one of the presets '
+               f'({_short(", ".join(sorted(map(str, presets))))})')
     elif config['preset'] == REFERENCE:
         yield (f'preset: {REFERENCE!r} would write into the committed snapshot '
                f'results/{REFERENCE}/; rename it')

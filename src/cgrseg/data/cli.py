@@ -4,6 +4,7 @@ from pathlib import Path
 
 from cgrseg.cli import optional
 
+from .. import ranges as R
 from . import DATASETS
 
 
@@ -14,9 +15,9 @@ def add_parser(subparsers):
                     'plus OUT/sources.yaml (file:// URLs, checksums) and OUT/DATASET.SHA256SUMS.')
     synth.add_argument('dataset', choices=DATASETS)
     synth.add_argument('--out', required=True, type=Path, help='folder for the archives')
-    synth.add_argument('--images', type=int, default=8,
+    synth.add_argument('--images', type=R.option(R.SYNTH_IMAGES), default=8,
                        help='training images (validation: half as many, at least 2); default 8')
-    synth.add_argument('--seed', type=int, default=0)
+    synth.add_argument('--seed', type=R.option(R.SEED), default=0)
     synth.set_defaults(func=_synth)
 
     download = subparsers.add_parser(
@@ -33,12 +34,12 @@ def add_parser(subparsers):
     download.add_argument('--from-dir', type=optional(Path), metavar='DIR|none',
                           help='take the archives from DIR (pre-downloaded), verifying them '
                                '(none: download them; write ./none for a folder of that name)')
-    download.add_argument('--retries', type=int, default=5, help='retries per archive (default 5)')
-    download.add_argument('--retry-wait', type=float, default=2.0, metavar='SECONDS',
+    download.add_argument('--retries', type=R.option(R.RETRIES), default=5, help='retries per archive (default 5)')
+    download.add_argument('--retry-wait', type=R.option(R.WAIT), default=2.0, metavar='SECONDS',
                           help='first wait between retries, doubled each time (default 2)')
-    download.add_argument('--timeout', type=float, default=60.0, metavar='SECONDS',
+    download.add_argument('--timeout', type=R.option(R.TIMEOUT), default=60.0, metavar='SECONDS',
                           help='connect/read timeout, and the window of --min-rate (default 60)')
-    download.add_argument('--min-rate', type=float, default=1024, metavar='BYTES_PER_S',
+    download.add_argument('--min-rate', type=R.option(R.RATE), default=1024, metavar='BYTES_PER_S',
                           help='give the attempt up (keeping the .part to resume from) when fewer '
                                'bytes/s arrive over a --timeout window; 0: never (default 1024)')
     download.set_defaults(func=_download)
@@ -53,7 +54,7 @@ def add_parser(subparsers):
     prepare.add_argument('--sources', type=Path,
                          help='data file with expected counts and checksums of the real archives '
                               '(default: configs/data/sources.yaml)')
-    prepare.add_argument('--jobs', type=int, help='worker processes (default: all CPUs)')
+    prepare.add_argument('--jobs', type=R.option(R.PROCESSES), help='worker processes (default: all CPUs)')
     prepare.add_argument('--force', action='store_true',
                          help='convert again even if the manifest matches the archives')
     prepare.set_defaults(func=_prepare)

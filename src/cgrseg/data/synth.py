@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import ranges as R
 from ..errors import CGRSegError
 from ..io import output_dir, write_text
 from . import sources as src
@@ -19,8 +20,7 @@ from .prepare import module
 
 def split_counts(images):
     """Train/val sizes for ``--images N``: N training images, half as many (at least 2) for val."""
-    if images < 1:
-        raise CGRSegError(f'--images must be at least 1, not {images}')
+    R.require(images, R.SYNTH_IMAGES, '--images')
     return {'train': images, 'val': max(2, (images + 1) // 2)}
 
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from cgrseg import ranges as R
 from cgrseg.io import check_output_file, write_json
 
 CONVENTIONS = {
@@ -223,7 +224,7 @@ def add_parser(sub):
     p = sub.add_parser('flops', help='params and GFLOPs of a config at an input size (three conventions)',
                        description=__doc__, formatter_class=__import__('argparse').RawDescriptionHelpFormatter)
     p.add_argument('config')
-    p.add_argument('--shape', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'))
+    p.add_argument('--shape', nargs=2, type=R.option(R.SIDE), default=(512, 512), metavar=('H', 'W'))
     p.add_argument('--out', help='write the result JSON here (atomically)')
     p.add_argument('--cfg-options', nargs='*', default=[], metavar='KEY=VALUE',
                    help='measure the config with these entries changed (a hypothesis, '

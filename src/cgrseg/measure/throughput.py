@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from cgrseg import ranges as R
 from cgrseg.cli import optional
 from cgrseg.errors import CGRSegError
 from cgrseg.io import check_output_file, sha256_file, write_json
@@ -214,21 +215,21 @@ def add_parser(sub):
     p.add_argument('config')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
     p.add_argument('--manifest', help="the prepared data set's manifest; its sha256 is recorded")
-    p.add_argument('--crop', type=optional(int), metavar='SIZE|none',
+    p.add_argument('--crop', type=optional(R.option(R.SIDE)), metavar='SIZE|none',
                    help='scale the test resize as `cgrseg train --crop` does (demo; none: unchanged)')
     p.add_argument('--checkpoint', help='weights to load (default: the initialisation)')
     p.add_argument('--device', default='auto', help='auto (cuda if available), cpu, cuda, cuda:N')
-    p.add_argument('--images', type=int, default=200, help='mmseg_benchmark: images passed (default 200)')
-    p.add_argument('--skip', type=int, default=5, help='mmseg_benchmark: first images not counted (5)')
-    p.add_argument('--workers', type=int,
+    p.add_argument('--images', type=R.option(R.COUNT), default=200, help='mmseg_benchmark: images passed (default 200)')
+    p.add_argument('--skip', type=R.option(R.OPTIONAL_COUNT), default=5, help='mmseg_benchmark: first images not counted (5)')
+    p.add_argument('--workers', type=R.option(R.WORKERS),
                    help="mmseg_benchmark: loader workers (default: the config's on CUDA, 0 on CPU)")
     p.add_argument('--deploy', action='store_true', help='also measure the deploy-mode model (labelled)')
-    p.add_argument('--shape', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'),
+    p.add_argument('--shape', nargs=2, type=R.option(R.SIDE), default=(512, 512), metavar=('H', 'W'),
                    help='fixed_size: input size (default 512 512)')
-    p.add_argument('--batch-size', type=int, default=1, help='fixed_size: batch size')
+    p.add_argument('--batch-size', type=R.option(R.BATCH), default=1, help='fixed_size: batch size')
     p.add_argument('--dtype', choices=('float32', 'float16'), default='float32', help='fixed_size: dtype')
-    p.add_argument('--warmup', type=int, default=10, help='fixed_size: untimed passes')
-    p.add_argument('--repeats', type=int, default=10, help='fixed_size: timed runs')
-    p.add_argument('--iters', type=int, default=20, help='fixed_size: forward passes per timed run')
+    p.add_argument('--warmup', type=R.option(R.OPTIONAL_COUNT), default=10, help='fixed_size: untimed passes')
+    p.add_argument('--repeats', type=R.option(R.COUNT), default=10, help='fixed_size: timed runs')
+    p.add_argument('--iters', type=R.option(R.COUNT), default=20, help='fixed_size: forward passes per timed run')
     p.add_argument('--out', help='write the result JSON here (atomically)')
     p.set_defaults(func=run)

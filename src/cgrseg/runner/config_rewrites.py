@@ -7,6 +7,7 @@ an mmcv ``Config`` in place; bad input raises ``CGRSegError``.
 """
 from pathlib import Path, PurePosixPath
 
+from cgrseg import ranges as R
 from cgrseg.mmseg_config import load_config  # noqa: F401  (train and evaluate call it as C.load_config)
 from cgrseg.errors import CGRSegError
 
@@ -30,9 +31,7 @@ def rewrite(cfg, data_root=None, crop=None, iters=None, train_repeat=None, check
     if checkpoint_interval is not None:
         set_checkpoint_interval(cfg, checkpoint_interval)
     if samples_per_gpu is not None:
-        if samples_per_gpu < 1:
-            raise CGRSegError(f'--samples-per-gpu {samples_per_gpu}: must be at least 1')
-        cfg.data.samples_per_gpu = samples_per_gpu
+        cfg.data.samples_per_gpu = R.require(samples_per_gpu, R.BATCH, '--samples-per-gpu')
     return cfg
 
 
@@ -121,8 +120,7 @@ def set_crop(cfg, crop):
     The image scales (train Resize and test MultiScaleFlipAug) keep their ratio to the crop, so a
     small demo crop sees the same field of view as the paper's, only at lower resolution.
     """
-    if crop < 32:
-        raise CGRSegError(f'--crop {crop}: must be at least 32 (the backbone downsamples by 32)')
+    R.require(crop, R.SIDE, '--crop')
     factor = crop / train_crop(cfg)[0]
     for pipeline in _pipelines(cfg, ('train',)):
         for step in pipeline:
@@ -157,8 +155,7 @@ def scale_schedule(cfg, iters):
     config's own length changes nothing. A scaled checkpoint interval is at least
     ``MIN_SCALED_CHECKPOINT_INTERVAL`` (or ``iters``: the last iteration is always saved).
     """
-    if iters < 1:
-        raise CGRSegError(f'--iters {iters}: must be at least 1')
+    R.require(iters, R.COUNT, '--iters')
     factor = iters / cfg.runner['max_iters']
 
     def scaled(n):
@@ -179,8 +176,7 @@ def scale_schedule(cfg, iters):
 def repeat_train_set(cfg, times):
     """Wrap the train set in mmseg's RepeatDataset: one epoch becomes ``times`` passes over it
     (1: the config unchanged)."""
-    if times < 1:
-        raise CGRSegError(f'--train-repeat {times}: must be at least 1')
+    R.require(times, R.REPEAT, '--train-repeat')
     if times == 1:
         return
     cfg.data.train = dict(type='RepeatDataset', times=times, dataset=cfg.data.train)
@@ -188,8 +184,7 @@ def repeat_train_set(cfg, times):
 
 def set_checkpoint_interval(cfg, interval):
     """Checkpoint every ``interval`` iterations; the last iteration is always saved (clamped)."""
-    if interval < 1:
-        raise CGRSegError(f'--checkpoint-interval {interval}: must be at least 1')
+    R.require(interval, R.COUNT, '--checkpoint-interval')
     cfg.checkpoint_config['interval'] = min(interval, cfg.runner['max_iters'])
 
 

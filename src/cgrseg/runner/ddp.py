@@ -13,6 +13,7 @@ process holds more, the head's plain BatchNorm2d layers normalise per group of t
 import contextlib
 import sys
 
+from cgrseg import ranges as R
 from cgrseg.errors import CGRSegError
 
 DTYPES = ('float32', 'float64')
@@ -27,8 +28,7 @@ def cpu_processes(args):
     """``--cpu-processes N``: N, with ``args.gpus`` set to 0 (no GPU); None without it."""
     if args.cpu_processes is None:
         return None
-    if args.cpu_processes < 1:
-        raise CGRSegError(f'--cpu-processes {args.cpu_processes}: must be at least 1')
+    R.require(args.cpu_processes, R.PROCESSES, '--cpu-processes')
     if args.gpus:
         raise CGRSegError(f'--cpu-processes {args.cpu_processes} trains on the CPU; '
                           f'it excludes --gpus {args.gpus}')

@@ -9,6 +9,7 @@ test pipelines and writes the result file of docs/results-schema.md.
 import math
 from pathlib import Path
 
+from cgrseg import ranges as R
 from cgrseg.mmseg_config import EVALUATE
 from cgrseg.cli import optional, yes_no
 from cgrseg.errors import CGRSegError
@@ -24,14 +25,14 @@ def add_parser(subparsers):
     p.add_argument('checkpoint', help='e.g. work_dirs/ade20k/cgrseg-t/latest.pth')
     p.add_argument('--out', required=True, help='metrics.json to write')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
-    p.add_argument('--crop', type=optional(int), metavar='SIZE|none',
+    p.add_argument('--crop', type=optional(R.option(R.SIDE)), metavar='SIZE|none',
                    help='scale the test resize as `cgrseg train --crop` does '
                         '(default, none: the crop recorded in the checkpoint, if training changed it)')
     p.add_argument('--demo', type=yes_no, nargs='?', const=True, default=False, metavar='true|false',
                    help='mark the result as demo; implied by synthetic data (--manifest), a training '
                         'crop or fewer iterations than the config')
     p.add_argument('--manifest', help="the prepared data set's manifest; its sha256 is recorded")
-    p.add_argument('--workers', type=int, default=2, help='data-loader workers (default: 2)')
+    p.add_argument('--workers', type=R.option(R.WORKERS), default=2, help='data-loader workers (default: 2)')
     p.set_defaults(func=run)
     return p
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from cgrseg import ranges as R
 from cgrseg.cli import add_switch, optional
 from cgrseg.errors import CGRSegError
 from cgrseg.io import output_dir, write_text
@@ -30,24 +31,24 @@ def add_parser(subparsers):
                    help='checkpoints, logs and the resolved config; a rerun resumes from here')
     p.add_argument('--data-root', help="prepared data directory, replacing the configs' data/prepared")
     # `none` keeps the config's value (params.yaml null)
-    p.add_argument('--iters', type=optional(int), metavar='N|none',
+    p.add_argument('--iters', type=optional(R.option(R.COUNT)), metavar='N|none',
                    help='train N iterations; warm-up, eval and checkpoint intervals scale with it')
-    p.add_argument('--crop', type=optional(int), metavar='SIZE|none',
+    p.add_argument('--crop', type=optional(R.option(R.SIDE)), metavar='SIZE|none',
                    help='train crop size; train and test image scales scale with it')
-    p.add_argument('--samples-per-gpu', type=optional(int), metavar='N|none',
+    p.add_argument('--samples-per-gpu', type=optional(R.option(R.BATCH)), metavar='N|none',
                    help='batch size per GPU (process)')
-    p.add_argument('--train-repeat', type=optional(int), metavar='TIMES|none',
+    p.add_argument('--train-repeat', type=optional(R.option(R.REPEAT)), metavar='TIMES|none',
                    help="one epoch = TIMES passes over the train set (mmseg's RepeatDataset): mmcv "
                         'pauses 2 s at every epoch end, which dominates runs on a few images')
-    p.add_argument('--checkpoint-interval', type=optional(int), metavar='N|none',
+    p.add_argument('--checkpoint-interval', type=optional(R.option(R.COUNT)), metavar='N|none',
                    help='save a checkpoint every N iterations (default: the config\'s, scaled by --iters)')
-    p.add_argument('--workers', type=int,
+    p.add_argument('--workers', type=R.option(R.WORKERS),
                    help='data-loader workers per GPU (default: the config, at most the CPU count)')
-    p.add_argument('--gpus', type=int,
+    p.add_argument('--gpus', type=R.option(R.GPUS),
                    help='0: CPU; 1: one GPU; N>1: DDP under torchrun (default: 1 if CUDA works, else 0)')
-    p.add_argument('--cpu-processes', type=int, metavar='N',
+    p.add_argument('--cpu-processes', type=R.option(R.PROCESSES), metavar='N',
                    help='N DDP processes on the CPU (gloo), launched as --gpus N launches N GPUs')
-    p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    p.add_argument('--seed', type=R.option(R.SEED), default=0, help='random seed (default: 0)')
     add_switch(p, 'pretrained', default=True,
                help='start the backbone from its ImageNet checkpoint (false: random weights)')
     add_switch(p, 'validate', default=True, help="the config's periodic validation (false: skip it)")
@@ -91,8 +92,7 @@ def _run(args):
     cuda = _cuda_available()
     cpu_processes = ddp.cpu_processes(args)
     gpus = args.gpus if args.gpus is not None else int(cuda)
-    if gpus < 0:
-        raise CGRSegError(f'--gpus {gpus}: must be 0 (CPU), 1 or more')
+    R.require(gpus, R.GPUS, '--gpus')
     if gpus > 0 and not cuda:
         raise CGRSegError(f'--gpus {gpus}: no CUDA device is available here (use --gpus 0 for the CPU)')
     args.gpus = gpus
