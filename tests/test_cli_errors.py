@@ -1,5 +1,9 @@
 """Error paths of the commands that had none under test: each is one line
 ``cgrseg <cmd>: error: ...``, exit code 2, no traceback and nothing written."""
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -159,3 +163,51 @@ def test_missing_paper_file(run_cli, tmp_path, command):
     result = run_cli(command, '--metrics', metrics, '--paper', missing, '--out', tmp_path / 'out')
     fails_cleanly(result, command, str(missing))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
+
+
+# ---------------------------------------------------------------- the last line on stderr
+
+def test_the_error_is_the_only_line_on_stderr(tmp_path):
+    """In a fresh interpreter, where the third-party libraries print their import-time notices
+    (mmcv's "MMCV will release v2.0.0", torch's "No CUDA runtime is found", mmseg's loss defaults
+    when a model is built): the error line is all there is on stderr."""
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('')
+    cases = {   # argv -> the one line expected
+        ('flops', ADE_T, '--shape', '32', '32', '--out', blocker / 'flops.json'):
+            f'cgrseg flops: error: {blocker / "flops.json"}: cannot write: File exists',
+        ('pretrained', 's1', '--from', tmp_path / 'missing.pth'):
+            f'cgrseg pretrained: error: {tmp_path / "missing.pth"}: file not found',
+        ('throughput', tmp_path / 'missing.py'):
+            f'cgrseg throughput: error: {tmp_path / "missing.py"}: no such config file',
+        ('train', ADE_T, '--work-dir', tmp_path / 'work', '--data-root', tmp_path / 'none', '--gpus', '0',
+         '--no-pretrained'): None,
+        ('train', ADE_T, '--work-dir', tmp_path / 'work', '--crop', '48'):
+            'cgrseg train: error: argument --crop: 48 is not a multiple of 32',
+    }
+    env = dict(os.environ, PYTHONPATH=str(ROOT / 'src'), PYTHONWARNINGS='default')
+    children = {argv: subprocess.Popen([sys.executable, '-m', 'cgrseg.cli', *map(str, argv)], env=env,
+                                       cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       text=True) for argv in cases}
+    for argv, child in children.items():
+        _, err = child.communicate(timeout=600)
+        assert child.returncode == 2, err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f'cgrseg {argv[0]}: error: '), err
+        assert cases[argv] is None or err.strip() == cases[argv]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a-file']
+
+
+def test_our_warnings_still_show(run_cli, recwarn, monkeypatch):
+    def command(args):
+        warnings.warn_explicit('mmcv: deprecated', DeprecationWarning, 'mmcv/__init__.py', 20, module='mmcv')
+        warnings.warn_explicit('timm: moved', FutureWarning, 'timm/models/layers/__init__.py', 48,
+                               module='timm.models.layers')
+        warnings.warn_explicit('cgrseg: ours', UserWarning, 'cgrseg/data/download.py', 1,
+                               module='cgrseg.data.download')
+        return 0
+
+    import cgrseg.tables.cli
+    monkeypatch.setattr(cgrseg.tables.cli, 'run_collect', command)
+    assert run_cli('collect').code == 0
+    assert [str(w.message) for w in recwarn] == ['cgrseg: ours']
