@@ -170,3 +170,24 @@ def test_an_interrupted_table_command_leaves_nothing(tmp_path, command, sig):
     child, log = start([command, *argv], tmp_path, code=SIGNAL_AFTER_WRITING.format(sig=sig.name))
     stopped(child, log, sig, command)
     assert list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------- train's re-launch
+
+CHILD = ('import signal, sys, time\n'
+         'signal.signal(signal.SIGINT, lambda *_: sys.exit(130))\n'
+         'print("ready", flush=True)\n'
+         'time.sleep(120)\n')
+
+
+def test_a_relaunched_trainer_gets_the_interrupt_and_its_parent_waits_for_it():
+    """`cgrseg train` re-launches itself (torchrun, hidden GPUs): SIGINT to the parent reaches the
+    child, and the parent ends after it instead of leaving it training."""
+    parent = ('import sys\n'
+              'from cgrseg.runner.preempt import run_child\n'
+              f'print(*run_child([sys.executable, "-c", {CHILD!r}]), flush=True)\n')
+    proc = subprocess.Popen([sys.executable, '-c', parent], env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == 'ready\n'
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert out.split() == ['130', str(int(signal.SIGINT))]

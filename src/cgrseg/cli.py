@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 
-from cgrseg.errors import CGRSegError
+from cgrseg.errors import CGRSegError, Interrupted
 from cgrseg.io import redact
 
 # subcommand -> module providing add_parser()
@@ -59,15 +59,6 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(self.prog, message)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so that ``except Exception`` lets it
-    through and every ``finally`` (atomic_path, atomic_dir) removes its temporaries on the way."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
 
 
 def optional(kind):

@@ -8,3 +8,13 @@ unusable environment; its message names the file and the problem. Only the comma
 
 class CGRSegError(Exception):
     """An expected failure, reported as one line naming the file and the problem."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (``cgrseg.cli`` raises it from its signal handlers; exit 128 +
+    signal). A KeyboardInterrupt, so that ``except Exception`` lets it through and every
+    ``finally`` (atomic_path, atomic_dir) removes its temporaries on the way out."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum

@@ -13,6 +13,8 @@ from cgrseg.errors import CGRSegError
 from cgrseg.runner.resume import PREEMPT_SIGNALS
 
 EX_TEMPFAIL = 75  # sysexits.h: temporary failure, the user is invited to retry
+# passed on to a re-launched trainer: its parent must not leave it running on an interrupt either
+FORWARDED = (*PREEMPT_SIGNALS, signal.SIGINT)
 
 _received = []
 
@@ -50,10 +52,12 @@ class Preempted(CGRSegError):
 
 
 def run_child(cmd, env=None, pass_fds=()):
-    """Run ``cmd``, passing preemption signals on to it; (exit code, signal received or None).
+    """Run ``cmd``, passing preemption signals and SIGINT on to it; (exit code, signal received or
+    None).
 
     The parent of a re-launched trainer (torchrun, hidden GPUs) must outlive its child: dying on
-    SIGTERM would end the job while the child still writes its checkpoint.
+    SIGTERM would end the job while the child still writes its checkpoint, and on SIGINT it would
+    leave the child training.
     """
     child = subprocess.Popen(cmd, env=env, pass_fds=pass_fds)
     received = []
@@ -62,7 +66,7 @@ def run_child(cmd, env=None, pass_fds=()):
         received.append(signum)
         child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in PREEMPT_SIGNALS}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
         return child.wait(), (received[0] if received else None)
     finally:

@@ -7,6 +7,7 @@ with the same work directory continues from the newest checkpoint there. See doc
 import argparse
 import ast
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from cgrseg import ranges as R
 from cgrseg.cli import add_switch, optional
-from cgrseg.errors import CGRSegError
+from cgrseg.errors import CGRSegError, Interrupted
 from cgrseg.io import output_dir, write_text
 from cgrseg.mmseg_config import parse_options
 from cgrseg.runner import ddp
@@ -72,6 +73,8 @@ def _relaunch(args, prefix, held, extra=(), env=None):
     from cgrseg.runner import preempt
     cmd = [*prefix, '-m', 'cgrseg.cli', *args.argv, *extra]
     rc, signum = preempt.run_child(cmd, env=held.child_env(env), pass_fds=(held.fd,))
+    if rc and signum == signal.SIGINT:
+        raise Interrupted(signum)
     if rc and (signum or rc == preempt.EX_TEMPFAIL):
         raise preempt.Preempted(f'{args.work_dir}: training stopped on a preemption signal; run the '
                                 f'same command again to continue from its last checkpoint')
