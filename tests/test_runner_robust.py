@@ -167,6 +167,34 @@ def test_a_second_trainer_on_a_work_dir_gets_one_line_naming_the_holder(run_cli,
         pass
 
 
+FORKING_HOLDER = '''
+import multiprocessing, sys, time
+from cgrseg.runner.lock import WorkDirLock
+with WorkDirLock(sys.argv[1]):
+    worker = multiprocessing.get_context('fork').Process(target=time.sleep, args=(120,))
+    worker.start()   # as a data-loader worker is
+    print(worker.pid, flush=True)
+    time.sleep(120)
+'''
+
+
+def test_a_killed_trainers_forked_workers_do_not_hold_its_lock(tmp_path):
+    """SIGKILL ends the trainer, not its loader workers (seconds later): a rerun must not wait."""
+    work = tmp_path / 'work'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    holder = subprocess.Popen([sys.executable, '-c', FORKING_HOLDER, str(work)], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    worker = int(holder.stdout.readline())
+    try:
+        holder.kill()
+        holder.wait()
+        os.kill(worker, 0)   # still alive
+        with WorkDirLock(work):
+            pass
+    finally:
+        os.kill(worker, 9)
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 def test_a_failed_checkpoint_write_leaves_nothing(tmp_path):

@@ -17,6 +17,19 @@ from cgrseg.io import read_json
 
 LOCK_NAME = 'train.lock'
 INHERITED = 'CGRSEG_TRAIN_LOCK'
+_HELD = set()   # descriptors of the locks this process holds
+
+
+def _not_in_forked_children():
+    """A process forked from the holder (a data-loader worker) closes its copy of the lock: a
+    SIGKILLed trainer's workers outlive it by seconds, and a rerun would find the directory in use.
+    The re-launched trainer gets the descriptor through exec (``pass_fds``), which skips this."""
+    for fd in _HELD:
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_not_in_forked_children)
 
 
 def lock_path(work_dir):
@@ -63,6 +76,7 @@ class WorkDirLock:
             os.close(fd)
             raise CGRSegError(f'{self.path}: cannot lock the work directory: {err.strerror}') from None
         self.fd = fd
+        _HELD.add(fd)
         record = json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
                              'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')})
         os.ftruncate(fd, 0)
@@ -75,6 +89,7 @@ class WorkDirLock:
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            _HELD.discard(self.fd)
             os.close(self.fd)  # releases the flock
             self.fd = None
         return False
