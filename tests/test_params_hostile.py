@@ -143,8 +143,8 @@ def test_the_dag_stops_with_the_lines(capsys):
         wf.or_exit(wf.effective_params, config)
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        'params.yaml: presets.demo.crop: nan is not a finite number; nan is not of type '
-        "'integer', 'null'; nan is not a multiple of 32",
+        "params.yaml: presets.demo.crop: nan is not of type 'integer', 'null'; nan is not a multiple "
+        'of 32; nan is not a finite number',
         'params.yaml: presets.demo.iters: 4294967296000 is greater than the maximum of 2147483647']
 
 

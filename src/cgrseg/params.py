@@ -74,9 +74,10 @@ def problems(config, where='params.yaml', keys=None):
     ``keys``: check only these top-level keys (a command that reads part of params.yaml)."""
     if not isinstance(config, dict):
         return [f'{where}: must be a YAML mapping']
-    by_key, too_big = _value_problems(config)  # one line per key, however many rules it breaks
+    found, too_big = _value_problems(config)
     if too_big:   # not walked any further
-        return [f'{where}: {name}: {"; ".join(found)}' for name, found in by_key.items()]
+        return [f'{where}: {name}: {"; ".join(problems)}' for name, problems in found.items()]
+    by_key = {}  # one line per key, however many rules it breaks
     full = schema()
     node = full if keys is None else _restricted(full, keys)
     for name, problem in _renamed(config, keys):
@@ -86,6 +87,8 @@ def problems(config, where='params.yaml', keys=None):
         by_key.setdefault(_key(err.absolute_path) or '(top level)', []).append(_short(message))
     for name, problem in _unknown_names(config):
         by_key.setdefault(_short(name), []).append(_short(problem))
+    for name, problems in found.items():
+        by_key.setdefault(name, []).extend(problems)
     lines = [f'{where}: {name}: {"; ".join(by_key[name])}' for name in sorted(by_key)]
     if not lines and keys is None:
         lines += [f'{where}: {line}' for line in _cross_checks(config)]
