@@ -170,9 +170,17 @@ def test_a_second_trainer_on_a_work_dir_gets_one_line_naming_the_holder(run_cli,
 FORKING_HOLDER = '''
 import multiprocessing, sys, time
 from cgrseg.runner.lock import WorkDirLock
+
+def work(running):
+    running.set()
+    time.sleep(120)
+
 with WorkDirLock(sys.argv[1]):
-    worker = multiprocessing.get_context('fork').Process(target=time.sleep, args=(120,))
+    fork = multiprocessing.get_context('fork')
+    running = fork.Event()
+    worker = fork.Process(target=work, args=(running,))
     worker.start()   # as a data-loader worker is
+    running.wait()   # past the fork's hooks
     print(worker.pid, flush=True)
     time.sleep(120)
 '''
