@@ -56,5 +56,5 @@ def test_the_batch_per_gpu_is_set(cfg):
                                          ('checkpoint_interval', '--checkpoint-interval'),
                                          ('samples_per_gpu', '--samples-per-gpu')])
 def test_a_count_below_one_is_refused_naming_its_flag(cfg, option, flag):
-    with pytest.raises(CGRSegError, match=f'^{flag} 0: must be at least 1$'):
+    with pytest.raises(CGRSegError, match=f'^{flag}: 0 is less than the minimum of 1$'):
         C.rewrite(cfg, **{option: 0})
