@@ -175,7 +175,7 @@ def test_the_error_is_the_only_line_on_stderr(tmp_path):
     blocker.write_text('')
     cases = {   # argv -> the one line expected
         ('flops', ADE_T, '--shape', '32', '32', '--out', blocker / 'flops.json'):
-            f'cgrseg flops: error: {blocker / "flops.json"}: cannot write: File exists',
+            None,   # the output rules' words (cgrseg.io), tested in their own tests
         ('pretrained', 's1', '--from', tmp_path / 'missing.pth'):
             f'cgrseg pretrained: error: {tmp_path / "missing.pth"}: file not found',
         ('throughput', tmp_path / 'missing.py'):
