@@ -38,14 +38,14 @@ TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test proce
 MODULES = {
     'labels': dict(
         files=['src/cgrseg/data/labels.py', 'src/cgrseg/data/coco_stuff10k.py', 'src/cgrseg/data/pascal_context.py'],
-        tests=['tests/test_labels_mutations.py', 'tests/test_data_prepare.py', 'tests/test_data_bad_input.py'],
+        tests=['tests/data/test_labels.py', 'tests/data/test_prepare.py', 'tests/data/test_bad_input.py'],
         functions=['cgrseg.data.labels.*', 'cgrseg.data.coco_stuff10k.x_map_labels',
                    'cgrseg.data.coco_stuff10k.x__map_slice', 'cgrseg.data.coco_stuff10k.x_label_field',
                    'cgrseg.data.coco_stuff10k.x__convert_one', 'cgrseg.data.pascal_context.x_decode',
                    'cgrseg.data.pascal_context.x__convert_one', 'cgrseg.data.pascal_context.x__tasks']),
     'download': dict(
         files=['src/cgrseg/data/download.py'],
-        tests=['tests/test_data_download.py', 'tests/test_download_mutations.py'],
+        tests=['tests/data/test_download.py', 'tests/data/test_download_resume.py'],
         functions=['cgrseg.data.download.x_plan', 'cgrseg.data.download.x_fetch', 'cgrseg.data.download.x__fetch',
                    'cgrseg.data.download.x__verify', 'cgrseg.data.download.x_format_problem',
                    'cgrseg.data.download.x__looks_like', 'cgrseg.data.download.x__transfer',
@@ -55,25 +55,25 @@ MODULES = {
                    'cgrseg.data.download.x__refuse_range', 'cgrseg.data.download.x__check_complete']),
     'checkpoints': dict(
         files=['src/cgrseg/runner/checkpoints.py', 'src/cgrseg/runner/resume.py'],
-        tests=['tests/test_runner_robust.py', 'tests/test_resume_mutations.py',
-               'tests/test_runner.py::test_latest_checkpoint_picks_the_newest',
-               'tests/test_runner.py::test_load_meta_rejects_what_is_not_a_checkpoint',
-               'tests/test_runner.py::test_resume_continues_after_the_saved_step']),
+        tests=['tests/runner/test_robust.py', 'tests/runner/test_resume_ranks.py',
+               'tests/runner/test_runner.py::test_latest_checkpoint_picks_the_newest',
+               'tests/runner/test_runner.py::test_load_meta_rejects_what_is_not_a_checkpoint',
+               'tests/runner/test_runner.py::test_resume_continues_after_the_saved_step']),
     'grouped_bn': dict(
         files=['src/cgrseg/models/grouped_bn.py'],
-        tests=['tests/test_ddp.py', 'tests/test_grouped_bn_mutations.py']),
+        tests=['tests/runner/test_ddp.py', 'tests/models/test_grouped_bn.py']),
     'deploy': dict(
         files=['src/cgrseg/models/deploy.py'],
-        tests=['tests/test_deploy_mutations.py', 'tests/test_deploy.py::test_deploy_output_equals_the_unfused_model[t]',
-               'tests/test_deploy.py::test_a_wrong_fold_fails_the_comparison',
-               'tests/test_deploy.py::test_pointwise_is_the_1x1_conv_in_either_layout',
-               'tests/test_deploy.py::test_a_bn_before_a_padded_conv_is_not_folded',
-               'tests/test_deploy.py::test_deploy_needs_eval_mode_and_refuses_training']),
+        tests=['tests/models/test_deploy_folding.py', 'tests/models/test_deploy.py::test_deploy_output_equals_the_unfused_model[t]',
+               'tests/models/test_deploy.py::test_a_wrong_fold_fails_the_comparison',
+               'tests/models/test_deploy.py::test_pointwise_is_the_1x1_conv_in_either_layout',
+               'tests/models/test_deploy.py::test_a_bn_before_a_padded_conv_is_not_folded',
+               'tests/models/test_deploy.py::test_deploy_needs_eval_mode_and_refuses_training']),
     'flops': dict(
         files=['src/cgrseg/measure/flops.py'],
-        tests=['tests/test_measure_mutations.py', 'tests/test_measure.py::test_mac_counter_on_a_hand_counted_model',
-               'tests/test_measure.py::test_flops_command_gives_the_official_counts[t]',
-               'tests/test_measure.py::test_conv_linear_macs_agree_with_torchs_flop_counter'],
+        tests=['tests/measure/test_flops_records.py', 'tests/measure/test_flops.py::test_mac_counter_on_a_hand_counted_model',
+               'tests/measure/test_flops.py::test_flops_command_gives_the_official_counts[t]',
+               'tests/measure/test_flops.py::test_conv_linear_macs_agree_with_torchs_flop_counter'],
         functions=['cgrseg.measure.flops.x_count_params', 'cgrseg.measure.flops.x__conv_macs',
                    'cgrseg.measure.flops.x__matmul_counter', 'cgrseg.measure.flops.x_count_macs',
                    'cgrseg.measure.flops.x_mmcv_flops', 'cgrseg.measure.flops.x_measure',
@@ -81,7 +81,7 @@ MODULES = {
                    'cgrseg.measure.flops.x_dataset_of', 'cgrseg.measure.flops.x_run']),
     'throughput': dict(
         files=['src/cgrseg/measure/throughput.py'],
-        tests=['tests/test_throughput.py', 'tests/test_measure_mutations.py'],
+        tests=['tests/measure/test_throughput.py', 'tests/measure/test_flops_records.py'],
         functions=['cgrseg.measure.throughput.x_timed_runs', 'cgrseg.measure.throughput.x_fixed_size',
                    'cgrseg.measure.throughput.x__endless', 'cgrseg.measure.throughput.x_mmseg_benchmark',
                    'cgrseg.measure.throughput.x__test_config', 'cgrseg.measure.throughput.x__loader',
@@ -89,15 +89,15 @@ MODULES = {
                    'cgrseg.measure.throughput.x__check', 'cgrseg.measure.throughput.x_measure']),
     'configs': dict(
         files=['src/cgrseg/mmseg_config.py', 'src/cgrseg/runner/config_rewrites.py'],
-        tests=['tests/test_configs_mutations.py', 'tests/test_config_rewrites_mutations.py',
+        tests=['tests/test_configs_every_key.py', 'tests/runner/test_config_rewrites.py',
                'tests/test_configs.py::test_exactly_the_nine_configs_exist',
                'tests/test_configs.py::test_model_settings', 'tests/test_configs.py::test_data_settings',
                'tests/test_configs.py::test_schedule_is_the_official_one',
                'tests/test_configs.py::test_model_builds_and_predicts[t]',
-               'tests/test_protocols.py::test_test_pipelines_are_the_authors',
-               'tests/test_protocols.py::test_official_and_single_scale_descriptions',
-               'tests/test_protocols.py::test_each_protocol_is_evaluated_with_its_own_pipeline',
-               *(f'tests/test_runner.py::{t}' for t in (
+               'tests/runner/test_protocols.py::test_test_pipelines_are_the_authors',
+               'tests/runner/test_protocols.py::test_official_and_single_scale_descriptions',
+               'tests/runner/test_protocols.py::test_each_protocol_is_evaluated_with_its_own_pipeline',
+               *(f'tests/runner/test_runner.py::{t}' for t in (
                    'test_parse_options_reads_literals_floats_and_text', 'test_cfg_options_reach_the_config',
                    'test_load_config_errors_name_the_file', 'test_data_prefix_moves_every_split_and_can_move_again',
                    'test_data_prefix_refuses_a_root_outside_it', 'test_check_data_names_the_missing_directory',
@@ -109,8 +109,8 @@ MODULES = {
                    'test_the_resolved_config_is_python_even_with_a_quote_in_a_data_root'))]),
     'judge': dict(
         files=['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
-        tests=['tests/test_tables.py', 'tests/test_tables_protocols.py', 'tests/test_tables_hypotheses.py',
-               'tests/test_tables_mutations.py']),
+        tests=['tests/tables/test_tables.py', 'tests/tables/test_table_protocols.py', 'tests/tables/test_hypotheses.py',
+               'tests/tables/test_collect_seeds.py']),
 }
 
 

@@ -20,7 +20,7 @@ if ! .venv/bin/python -c 'import mmcv.ops' 2>/dev/null; then
 fi
 pip install -q 'mmsegmentation==0.30.0'
 pip install -q --no-deps --no-build-isolation -e .
-# Headless Chromium opens the report in tests/test_report_browser.py (skipped, saying why, without it).
+# Headless Chromium opens the report in tests/workflow/test_report_browser.py (skipped, saying why, without it).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } >/dev/null \

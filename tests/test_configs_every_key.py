@@ -1,6 +1,6 @@
 """Every key of every split of each dataset config equals the authors' file, or is a listed deviation.
 
-tests/test_configs.py and tests/test_protocols.py check chosen keys (the train pipeline, the test
+tests/test_configs.py and tests/runner/test_protocols.py check chosen keys (the train pipeline, the test
 protocol); an option dropped elsewhere -- e.g. COCO-Stuff's ``reduce_zero_label`` in the val/test
 split, where mmseg's default (False) differs -- went unnoticed. Here the whole ``data`` dict of each
 of the nine configs is compared with the official one, key by key.
@@ -76,7 +76,7 @@ OURS_ROOT = {'ade20k': 'data/prepared/ade/ADEChallengeData2016', 'coco-stuff10k'
              'pascal_context_59': 'data/prepared/VOCdevkit/VOC2010'}
 ROOT_REASON = "this project's prepare layout under data/prepared (docs/data.md); --data-root replaces it"
 PAD_REASON = ('Pad(size_divisor=32) added: neither model runs sides whose /16 rounds up odd '
-              '(configs/_base_/datasets/coco-stuff10k.py, tests/test_protocols.py)')
+              '(configs/_base_/datasets/coco-stuff10k.py, tests/runner/test_protocols.py)')
 
 
 def deviations(dataset):

@@ -1,6 +1,6 @@
 """The label conversions checked on data prepared in this process (``--jobs 1``).
 
-tests/test_data_prepare.py checks the same facts on the session's ``prepared_datasets``, converted by a
+tests/data/test_prepare.py checks the same facts on the session's ``prepared_datasets``, converted by a
 pool of worker processes; mutation testing (scripts/mutation.sh, module ``labels``) learns which tests
 run a function only from calls in the test's own process, so it needs the conversion done here. The
 checks are test_data_prepare's own, called on this folder.
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import test_data_prepare as P
+import test_prepare as P
 
 
 @pytest.fixture(scope='module')

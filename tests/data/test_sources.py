@@ -10,7 +10,7 @@ import yaml
 from cgrseg.errors import CGRSegError
 from cgrseg.data import labels, sources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_data_file_holds_the_published_sources():

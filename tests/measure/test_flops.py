@@ -1,4 +1,4 @@
-"""Params/FLOPs counting and the flops command (throughput: tests/test_throughput.py)."""
+"""Params/FLOPs counting and the flops command (throughput: tests/measure/test_throughput.py)."""
 import json
 import subprocess
 import sys

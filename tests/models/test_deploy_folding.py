@@ -1,6 +1,6 @@
 """Deploy folding where BatchNorm's eps matters: running variances of the order of eps.
 
-tests/test_deploy.py draws variances in [0.3, 2], where eps = 1e-5 moves a scale by 1e-5 and a fold
+tests/models/test_deploy.py draws variances in [0.3, 2], where eps = 1e-5 moves a scale by 1e-5 and a fold
 that drops eps stays under its tolerance. Here every variance is eps * [0.5, 2] (and the BN weight
 keeps the scale near 1, so activations stay finite), which makes eps half of each denominator.
 """

@@ -1,6 +1,6 @@
 """GroupedBatchNorm2d beyond the defaults: another eps and momentum, no affine, no running statistics.
 
-tests/test_ddp.py compares the grouped BN with one BatchNorm2d per GPU at torch's defaults, where an eps
+tests/runner/test_ddp.py compares the grouped BN with one BatchNorm2d per GPU at torch's defaults, where an eps
 or momentum that is dropped or swapped is invisible (the default takes its place).
 """
 import copy

@@ -23,7 +23,7 @@ hypothesis = pytest.importorskip('hypothesis')
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
 HEADROOM = 1536 << 20   # bytes of address space the readers may take beyond the imports
 

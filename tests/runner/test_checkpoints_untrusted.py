@@ -19,7 +19,7 @@ from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.runner import checkpoints  # noqa: E402
 from cgrseg.runner import config_rewrites as C  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
 
 

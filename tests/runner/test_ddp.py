@@ -20,7 +20,7 @@ from cgrseg.models.grouped_bn import GroupedBatchNorm2d, group_plain_batchnorm  
 from cgrseg.runner import config_rewrites as C  # noqa: E402
 from cgrseg.runner import ddp  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {v: ROOT / f'configs/cgrseg/cgrseg-{v}_ade20k_160k.py' for v in 'tbl'}
 # RCM `norm` + RCA `excite` BN in the context stack (next_repeat) and in the three per-level RCMs
 PLAIN_BNS = {'t': 16, 'b': 18, 'l': 16}

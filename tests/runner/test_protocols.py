@@ -11,7 +11,7 @@ from cgrseg.mmseg_config import load_config  # noqa: E402
 from cgrseg.runner import evaluate as E  # noqa: E402
 from cgrseg.runner import protocols as P  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {
     'ade20k': 'configs/cgrseg/cgrseg-{v}_ade20k_160k.py',
     'coco_stuff10k': 'configs/cgrseg/cgrseg-{v}_coco-stuff10k_80k.py',
@@ -96,7 +96,7 @@ def test_mmseg_runs_every_ratio_of_the_pipeline_without_aug_test(tmp_path):
 
 def test_the_model_needs_padding_where_a_side_over_16_rounds_up_odd():
     """The evidence for COCO-Stuff's Pad: the stage-3 strided attention upsamples to an even size,
-    so 48 (48/16 = 3) fails, 64 runs; the official model is the same (tests/test_model_fidelity.py)."""
+    so 48 (48/16 = 3) fails, 64 runs; the official model is the same (tests/models/test_fidelity.py)."""
     from cgrseg.models.build import build_model
     model = build_model(config('coco_stuff10k')).eval()
     with torch.no_grad():

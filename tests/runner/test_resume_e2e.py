@@ -19,10 +19,10 @@ torch = pytest.importorskip('torch')
 
 from cgrseg import cli  # noqa: E402
 from cgrseg.runner.preempt import EX_TEMPFAIL  # noqa: E402
-from test_runner_robust import full_disk  # noqa: E402,F401  (fixture)
+from test_robust import full_disk  # noqa: E402,F401  (fixture)
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
 ITERS = 5
 

@@ -22,9 +22,9 @@ torch = pytest.importorskip('torch')
 from cgrseg import cli  # noqa: E402
 from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.runner import checkpoints, resume  # noqa: E402
-from test_runner_robust import Augmented  # noqa: E402
+from test_robust import Augmented  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / 'tests' / 'fixtures' / 'hooks'
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
 

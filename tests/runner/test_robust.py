@@ -20,7 +20,7 @@ from cgrseg.runner import checkpoints, resume  # noqa: E402
 from cgrseg.runner import config_rewrites as C  # noqa: E402
 from cgrseg.runner.lock import WorkDirLock  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
 ADE_B = ROOT / 'configs/cgrseg/cgrseg-b_ade20k_160k.py'
 BASE = ROOT / 'configs/_base_'

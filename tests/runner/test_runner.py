@@ -18,7 +18,7 @@ from cgrseg.runner.hooks import NonFiniteLossError, NonFiniteLossHook  # noqa: E
 from cgrseg.runner.iter_runner import ExactResumeRunner  # noqa: E402
 from cgrseg.runner.provenance import git_commit, sha256_file  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADE = ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py'
 PASCAL = ROOT / 'configs/cgrseg/cgrseg-t_pascal-context-59_80k.py'
 

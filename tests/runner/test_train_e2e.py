@@ -14,7 +14,7 @@ from cgrseg import cli, schemas  # noqa: E402
 from cgrseg.runner.provenance import sha256_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {
     'ade20k': ROOT / 'configs/cgrseg/cgrseg-t_ade20k_160k.py',
     'coco_stuff10k': ROOT / 'configs/cgrseg/cgrseg-t_coco-stuff10k_80k.py',

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'metrics'
 REFERENCE = ROOT / 'results' / 'reference' / 'demo'
 COPY = ['dvc.yaml', '.dvcignore', '.dvc/config', '.dvc/.gitignore', 'params.yaml', 'Snakefile', 'workflow',

@@ -10,7 +10,7 @@ from cgrseg.errors import CGRSegError
 from cgrseg.mmseg_config import parse_options
 from cgrseg.tables.hypotheses import load_hypotheses
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / 'params.yaml').read_text())
 HYPOTHESES = REPO / 'configs' / 'paper' / 'hypotheses.yaml'
 

@@ -10,7 +10,7 @@ from cgrseg.cli import main
 from cgrseg.tables import judge
 from cgrseg.tables.collect import collect, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / 'configs' / 'paper' / 'results.yaml'
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'metrics'
 MS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]

@@ -20,7 +20,7 @@ from cgrseg.tables.collect import collect, load_params
 from cgrseg.tables.hypotheses import load_hypotheses
 from cgrseg.tables.paper import load_paper
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / 'configs' / 'paper' / 'results.yaml'
 HYPOTHESES = ROOT / 'configs' / 'paper' / 'hypotheses.yaml'
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'metrics'

@@ -9,7 +9,7 @@ import yaml
 
 from cgrseg import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / 'params.yaml').read_text())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # 3 datasets x 3 variants x 1 seed; ADE20K's own flops at 512x512 are the judged ones (flops_judged),
 # and configs/paper/hypotheses.yaml holds one hypothesis; the run records its effective params;
 # the doctor gates downloads and trainings; curves, zoo and pages feed `snakemake --report`

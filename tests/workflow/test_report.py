@@ -1,7 +1,7 @@
 """What `snakemake --report` shows and the model zoo: training curves from mmcv's JSON logs, the
 published checkpoints and metafile (against mmseg's gather_models and the model-index package),
 and the report's HTML pages (escaped, OUTSIDE rows marked). The report in a browser:
-tests/test_report_browser.py."""
+tests/workflow/test_report_browser.py."""
 import hashlib
 import json
 import shutil
@@ -13,7 +13,7 @@ import yaml
 
 from cgrseg import curves, pages, zoo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / 'results' / 'reference' / 'demo'
 RUN = 'ade20k/cgrseg-t/seed0'
 CONFIG = 'configs/cgrseg/cgrseg-t_ade20k_160k.py'

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / 'scripts' / 'slurm-cluster.sh'
 VENV_BIN = Path(os.environ.get('VIRTUAL_ENV') or REPO / '.venv') / 'bin'
 # status checks every few seconds instead of the plugin's 40 s; keep the sbatch logs to inspect them

@@ -14,7 +14,7 @@ import yaml
 from cgrseg import params as P
 from cgrseg import workflow as wf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = P.effective(yaml.safe_load((REPO / 'params.yaml').read_text()))
 
 

@@ -14,7 +14,7 @@
 Folding is explicit, per module of Fig. 2, not by the declaration order of the children that
 mmcv's ``fuse_conv_bn`` follows: EfficientFormerV2's ``Mlp`` declares fc1, fc2, mid, mid_norm, norm1,
 norm2, and the RCM's BN comes before its conv, so that function leaves most BatchNorms unfolded
-(tests/test_deploy.py counts them).
+(tests/models/test_deploy.py counts them).
 The original model is not changed; training the deployed copy is refused.
 """
 import copy

@@ -10,7 +10,7 @@ are shared with our model, so the two can be compared and timed on the same numb
 Backbone batch norms train on the batch, as in the authors' runs with ImageNet weights (their backbone
 converts its BNs to SyncBN, which mmseg's single-GPU ``train.py`` reverts to ``_BatchNormXd``; the
 backbone's "BN always in eval" trick only applies to plain ``nn.BatchNorm2d``, i.e. to runs without
-pretrained weights). The mirror is a reference, not a fast path: docs/benchmarks.md, tests/test_mirror.py.
+pretrained weights). The mirror is a reference, not a fast path: docs/benchmarks.md, tests/models/test_mirror.py.
 """
 import copy
 

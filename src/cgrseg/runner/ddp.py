@@ -8,7 +8,7 @@ so that the multi-GPU path runs (and is tested) without GPUs. Both go through mm
 
 ``bn_group`` (config key, ``configs/_base_/default_runtime.py``): the authors' images per GPU. When a
 process holds more, the head's plain BatchNorm2d layers normalise per group of that many images, so
-1 GPU x 16, 2 x 8 and 4 x 4 are one optimisation (docs/training.md, tests/test_ddp.py).
+1 GPU x 16, 2 x 8 and 4 x 4 are one optimisation (docs/training.md, tests/runner/test_ddp.py).
 """
 import contextlib
 import sys
@@ -125,7 +125,7 @@ def prepare_model(model, cfg, gpus, distributed):
 def cast_model(model, dtype):
     """Parameters and buffers in ``dtype``, and the images cast to it on their way into the backbone.
 
-    float64 takes float32 rounding out of numerical comparisons (tests/test_ddp.py).
+    float64 takes float32 rounding out of numerical comparisons (tests/runner/test_ddp.py).
     """
     import torch
     dtype = getattr(torch, dtype)
