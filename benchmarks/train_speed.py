@@ -5,7 +5,7 @@ optimizer, built by mmcv as the runner builds it). "ours" is the model `cgrseg t
 is `cgrseg.models.mirror.official_mirror` of it (same weights, the authors' ops and order, mmseg's top-k
 accuracy). Rounds alternate which side goes first; prints s/iter per round, the medians, the ratio
 (official / ours: >= 1.0 means ours is at least as fast) and a torch.profiler breakdown of one step each.
-tests/test_mirror.py checks that both give the same loss and gradients.
+tests/models/test_mirror.py checks that both give the same loss and gradients.
 
     .venv/bin/python benchmarks/train_speed.py [--variant t] [--crop 256] [--batch 4] [--threads 2]
                                                [--rounds 5] [--no-profile]

@@ -8,7 +8,7 @@
 # ours runs an input whose side, divided by 16 and rounded up, is odd (the stage-3 strided attention
 # upsamples back to an even size; a 640x480 image resized to 683x512 is one): the authors must have
 # padded or resized somehow. Pad is what their ADE20K pipeline does, and mmseg (0.27 as 0.30) crops
-# the padding off the logits before resizing them back (tests/test_protocols.py shows both facts).
+# the padding off the logits before resizing them back (tests/runner/test_protocols.py shows both facts).
 # data_root: our prepare layout (`cgrseg prepare coco_stuff10k`); `--data-root` replaces `data/prepared`.
 dataset_type = 'COCOStuffDataset'
 data_root = 'data/prepared/coco_stuff10k'
