@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Workflow
+
 REPO = Path(__file__).resolve().parents[2]
 # 3 datasets x 3 variants x 1 seed; ADE20K's own flops at 512x512 are the judged ones (flops_judged),
 # and configs/paper/hypotheses.yaml holds one hypothesis; the run records its effective params;
@@ -46,14 +48,6 @@ def dry_run(root, *config):
     return done.stdout
 
 
-def job_counts(output):
-    if 'Job stats:' not in output:   # 'Nothing to be done'
-        return {}
-    table = output.split('Job stats:', 1)[1].split('\n\n', 1)[0]
-    rows = (line.split() for line in table.splitlines()[3:])
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] != 'total'}
-
-
 def written_paths(output):
     """Every output, log and benchmark file of the dry run's jobs."""
     paths = []
@@ -65,7 +59,7 @@ def written_paths(output):
 
 
 def test_first_command_on_a_fresh_clone_runs_every_job(clone):
-    assert job_counts(dry_run(clone)) == DEMO_JOBS
+    assert Workflow.job_counts(dry_run(clone)) == DEMO_JOBS
 
 
 def test_demo_writes_only_under_results_demo_which_git_ignores(clone):
