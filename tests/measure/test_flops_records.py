@@ -146,11 +146,13 @@ def test_a_flops_document_names_its_model_config_and_options(run_cli, monkeypatc
     assert result.code == 0, result.err
     doc = json.loads(out.read_text())
     assert schemas.problem(doc, 'flops') is None
-    assert {k: v for k, v in doc.items() if k not in ('gflops', 'params_M', 'num_classes', 'input_shape')} == {
+    assert {k: v for k, v in doc.items() if k not in ('gflops', 'params_M', 'num_classes', 'input_shape',
+                                                    'skipped_operators')} == {
         'model': 'cgrseg-b', 'variant': 'b', 'dataset': 'ade20k', 'config': str(config),
         'conventions': CONVENTIONS, 'cfg_options': {'model.test_cfg.mode': 'slide'}}
     assert built[0].model.test_cfg.mode == 'slide'           # the options reach the loaded config
-    assert set(doc['gflops']) == {'mmcv', 'conv_linear_macs', 'matmul_macs'}
+    assert set(doc['gflops']) == {'mmcv', 'conv_linear_macs', 'matmul_macs', 'fvcore'}
+    assert set(doc['skipped_operators']) == {'mmcv', 'conv_linear_macs', 'fvcore'}
 
 
 @pytest.mark.parametrize('suffix,dataset', [('ade20k_160k', 'ade20k'), ('coco-stuff10k_80k', 'coco_stuff10k'),

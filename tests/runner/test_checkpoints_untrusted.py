@@ -176,6 +176,23 @@ def test_the_resolved_config_reads_back_as_the_same_data():
         assert literal_config(text, path) == _plain(dict(Config.fromstring(text, '.py'))), path
 
 
+def test_floats_and_ranges_mmcv_writes_as_names_read_back():
+    """mmcv dumps nan/inf as bare names (a diverging run's config, --cfg-options ...=nan), and runs
+    before gpu_ids became a list wrote range(0, n): read as data, within bounds."""
+    import math
+    from cgrseg.runner.workdir import literal_config
+    cfg = C.load_config(ADE)
+    cfg.merge_from_dict({'model.decode_head.loss_decode.loss_weight': float('nan'), 'low': -math.inf,
+                         'gpu_ids': [0, 1]})
+    data = literal_config(C.resolved_text(cfg), ADE)
+    assert math.isnan(data['model']['decode_head']['loss_decode']['loss_weight'])
+    assert data['low'] == -math.inf and data['gpu_ids'] == [0, 1]
+    assert literal_config('gpu_ids = range(0, 2)\n', ADE) == {'gpu_ids': [0, 1]}
+    for bad in ('gpu_ids = range(0, 100000)\n', 'gpu_ids = range(0, n)\n', 'x = -os\n'):
+        with pytest.raises(CGRSegError, match='as data'):
+            literal_config(bad, ADE)
+
+
 # -- weights that are not finite tensors ---------------------------------------------------------
 
 def test_evaluate_refuses_non_finite_weights(run_cli, tmp_path):

@@ -21,6 +21,7 @@ torch = pytest.importorskip('torch')
 
 from cgrseg import cli  # noqa: E402
 from cgrseg.errors import CGRSegError  # noqa: E402
+from cgrseg.io import MARKER  # noqa: E402
 from cgrseg.runner import checkpoints, resume  # noqa: E402
 from test_robust import Augmented  # noqa: E402
 
@@ -80,10 +81,13 @@ def test_the_position_after_some_iterations_of_a_rank():
 # -- the random states of each rank ---------------------------------------------------------------
 
 class FakeRunner:
-    """What ExactResumeRunner._restore reads: the resumed meta, the train loader, a logger."""
+    """What ExactResumeRunner._restore reads: the resumed meta, the train loader, a logger, and the
+    runner's own _restore_exactly."""
 
     def __init__(self, state, loader):
         import logging
+        from cgrseg.runner.iter_runner import ExactResumeRunner
+        self._restore_exactly = ExactResumeRunner._restore_exactly.__get__(self)
         self._resumed, self._train_loader = {'exact_resume': state}, loader
         self.logger, self.work_dir = logging.getLogger('test'), 'work'
 
@@ -151,7 +155,8 @@ def test_two_processes_resumed_mid_run_end_bitwise_like_the_uninterrupted_run(
     # the run as an interruption after iteration 1 leaves it: that checkpoint, and nothing after
     work = tmp_path / 'resumed'
     work.mkdir()
-    shutil.copy(tmp_path / 'full' / 'iter_1.pth', work / 'iter_1.pth')
+    for name in ('iter_1.pth', MARKER):   # the marker: the folder is cgrseg train's own
+        shutil.copy(tmp_path / 'full' / name, work / name)
     resumed = train_2_processes(noisy_config, work, prepared_datasets)
     assert resumed['meta']['iter'] == full['meta']['iter'] == ITERS - 1
     for key, tensor in full['state_dict'].items():
@@ -225,7 +230,8 @@ def test_what_is_not_an_mmcv_checkpoint_is_named(tmp_path):
 
 
 def test_resume_reads_checkpoints_without_running_their_code(tmp_path):
-    """weights_only: a checkpoint whose pickle would call a function is skipped, the call never made."""
+    """weights_only: a checkpoint whose pickle would call a function stops the resume (it must not be
+    used, docs/security.md), the call never made."""
     marker = tmp_path / 'ran'
 
     class Payload:
@@ -233,9 +239,10 @@ def test_resume_reads_checkpoints_without_running_their_code(tmp_path):
             return (Path.touch, (marker,))
 
     torch.save({'state_dict': {}, 'meta': {'iter': 0, 'x': Payload()}}, tmp_path / 'iter_1.pth')
-    warnings = []
-    assert checkpoints.resumable(tmp_path, warnings.append) == (None, None)
-    assert not marker.exists() and 'iter_1.pth: cannot read checkpoint' in warnings[0]
+    with pytest.raises(checkpoints.RefusedCheckpoint, match='iter_1.pth: refusing the checkpoint: it holds '
+                       'Python objects that could run code'):
+        checkpoints.resumable(tmp_path, print)
+    assert not marker.exists()
 
 
 def test_a_checkpoint_written_on_a_gpu_is_read_on_the_cpu(tmp_path):
@@ -256,7 +263,7 @@ def test_a_checkpoint_written_on_a_gpu_is_read_on_the_cpu(tmp_path):
         with pytest.raises(RuntimeError, match='CUDA'):
             torch.load(path, weights_only=True)   # what a load without map_location does here
     assert torch.equal(checkpoints.load(path)['state_dict']['w'], torch.arange(3.))
-    assert checkpoints.load_meta(path, weights_only=True) == {'iter': 4}
+    assert checkpoints.load_meta(path) == {'iter': 4}
 
 
 @pytest.mark.parametrize('keep,left', [(0, [5, 4, 3]), (-1, [5, 4, 3]), (1, [5]), (2, [5, 4])])

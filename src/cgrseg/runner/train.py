@@ -147,7 +147,7 @@ def build_config(args, gpus, distributed):
     cfg.work_dir = str(args.work_dir)
     cfg.seed = args.seed
     cfg.device = 'cuda' if gpus else 'cpu'
-    cfg.gpu_ids = range(int(os.environ.get('WORLD_SIZE', 1))) if distributed else [0]
+    cfg.gpu_ids = list(range(int(os.environ.get('WORLD_SIZE', 1)))) if distributed else [0]
     cfg.auto_resume = False  # we pick the checkpoint ourselves (checkpoints.resumable)
     return cfg
 

@@ -37,7 +37,15 @@ def identity(cfg):
     return {'experiment': {k: exp.get(k) for k in ('model', 'variant', 'dataset')}, 'model': model}
 
 
-MAX_CONFIG_BYTES = 1 << 20  # a resolved CGRSeg config has about 5 kB
+MAX_CONFIG_BYTES = 1 << 20
+MAX_RANGE = 1 << 10   # gpu_ids: one per process
+
+
+def _int(node):
+    value = _literal(node)
+    if type(value) is not int or abs(value) > MAX_RANGE:
+        raise ValueError(f'line {node.lineno}: range of {ast.unparse(node)[:20]!r} is not a small integer')
+    return value  # a resolved CGRSeg config has about 5 kB
 
 
 def _literal(node):
@@ -50,6 +58,13 @@ def _literal(node):
         return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_literal(v) for v in node.elts]
+    if isinstance(node, ast.Name) and node.id in ('nan', 'inf'):   # how mmcv's dump writes those floats
+        return float(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Name):
+        return -_literal(node.operand)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'range' \
+            and not node.keywords and len(node.args) <= 3:   # gpu_ids of runs before it became a list
+        return list(range(*(_int(a) for a in node.args)))
     try:
         return ast.literal_eval(node)
     except ValueError:
