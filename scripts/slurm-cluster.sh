@@ -13,7 +13,9 @@ set -euo pipefail
 
 STATE=${SLURM_CLUSTER_DIR:-/tmp/cgrseg-slurm}
 FAKE_GPUS=${FAKE_GPUS:-2}
-MIN_JOB_AGE=${MIN_JOB_AGE:-600}
+MIN_JOB_AGE=${MIN_JOB_AGE:-3600}
+# an hour: the demo DAG through SLURM takes over 10 minutes on a loaded 2-core CI machine, and its test
+# reads every job's partition back from squeue at the end
 CONF_DIR=/etc/slurm
 MARKER="# written by cgrseg scripts/slurm-cluster.sh"
 PACKAGES="slurmctld slurmd slurm-client munge"
