@@ -133,7 +133,7 @@ class Browser:
 def report(workflow, tmp_path_factory):
     """results/demo/report.html of a finished, reduced demo run in a copy of the workflow."""
     root = workflow.copy(tmp_path_factory.mktemp('flow'))
-    for args in (['--cores', '2'], ['--report', 'results/demo/report.html']):
+    for args in (['report', '--cores', '2'], ['report', '--report', 'results/demo/report.html']):
         done = workflow.run(root, '--workflow-profile', 'none', *args, '--config', *SMALL, timeout=1800)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return root / 'results' / 'demo' / 'report.html'

@@ -1,8 +1,9 @@
-# What `snakemake --report results/<preset>/report.html` shows besides the tables' own outputs:
+# What `snakemake report --report results/<preset>/report.html` shows besides the tables' own outputs:
 # each run's training curves, the report's HTML pages (diff with OUTSIDE cells first, tables,
 # FLOPs/throughput records, model zoo) and the model-zoo records with published checkpoints.
-# Included before `rule all` (REPORT_TARGETS), so paths here are strings, not `rules.` references.
+# Included before the target rules (REPORT_TARGETS), so paths here are strings, not `rules.` references.
 localrules:
+    report,
     curves,
     zoo,
     pages,
