@@ -43,14 +43,15 @@ def synthesize(dataset, out, images=8, seed=0):
     digests = {name: src.file_digests(out / name, ['sha256'])['sha256'] for name in names}
     write_text(out / f'{dataset}.SHA256SUMS',
                ''.join(f'{digest}  {name}\n' for name, digest in digests.items()))
+    sizes = {name: (out / name).stat().st_size for name in names}
     entry = {
         'synthetic': True,
         'archives': [{'name': name, 'url': (out / name).as_uri(), 'checksum': f'sha256:{digest}',
-                      'size_mb': _mb((out / name).stat().st_size)}
+                      'size_mb': _mb(sizes[name])}
                      for name, digest in digests.items()],
         # the official file's two size fields (cgrseg doctor reserves disk from them): decoded
         # images and labels take at most about twice their archives
-        'prepared_mb': _mb(2 * sum((out / name).stat().st_size for name in names)),
+        'prepared_mb': _mb(2 * sum(sizes.values())),
         'counts': counts,
         'num_classes': spec.NUM_CLASSES,
     }
