@@ -110,15 +110,22 @@ MODULES = {
     'judge': dict(
         files=['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
         tests=['tests/tables/test_tables.py', 'tests/tables/test_table_protocols.py', 'tests/tables/test_hypotheses.py',
-               'tests/tables/test_collect_seeds.py']),
+               'tests/tables/test_collect_seeds.py'],
+        # seconds each and about other modules (the model's parameters, the figure, the DAG's commands);
+        # a survivor of judge_cell would run them once per mutant
+        deselect=['tests/tables/test_hypotheses.py::test_next_repeat_5_gives_the_papers_cgrseg_b_params',
+                  'tests/tables/test_hypotheses.py::test_the_dag_passes_each_hypothesis_to_cgrseg_flops_unchanged',
+                  'tests/tables/test_tables.py::test_figure_writes_png_and_pdf_reproducibly',
+                  'tests/tables/test_tables.py::test_figure_separates_demo_and_real_points']),
 }
 
 
-def setup_cfg(files, tests):
+def setup_cfg(files, tests, deselect=()):
     lines = ['[mutmut]', 'source_paths = src', 'only_mutate =', *(f'    {f}' for f in files),
              'pytest_add_cli_args_test_selection =', *(f'    {t}' for t in tests),
              # the slow end-to-end tests and SLURM are never part of a module's selection
              'pytest_add_cli_args =', '    -m', '    not slow', '    -p', '    no:cacheprovider',
+             *(f'    --deselect\n    {t}' for t in deselect),
              'also_copy =', *(f'    {p}' for p in ALSO_COPY),
              # every mutant is forked from a server that imported the tests but ran none (torch is not
              # fork-safe once its thread pools ran; OMP_NUM_THREADS=1 keeps them from starting anyway)
@@ -139,7 +146,7 @@ def prepare(name, fresh):
         target = folder / link
         if not target.is_symlink():
             target.symlink_to(ROOT / link)
-    (folder / 'setup.cfg').write_text(setup_cfg(files, tests))
+    (folder / 'setup.cfg').write_text(setup_cfg(files, tests, MODULES[name].get('deselect', ())))
     return folder
 
 

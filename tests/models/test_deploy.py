@@ -106,9 +106,9 @@ def test_a_bn_before_a_padded_conv_is_not_folded():
 
 def test_deploy_needs_eval_mode_and_refuses_training():
     model = build_model(ade20k_config('t'))
-    with pytest.raises(ValueError, match='eval'):
+    with pytest.raises(ValueError, match=r'^deploy mode folds running statistics: call model\.eval\(\) first$'):
         deploy(model.train())
     fused = deploy(model.eval())
-    fused.eval()  # allowed
-    with pytest.raises(RuntimeError, match='inference only'):
+    assert fused.eval() is fused and not any(m.training for m in fused.modules())  # allowed, stays eval
+    with pytest.raises(RuntimeError, match=r'^a deploy-mode model is for inference only \(its BatchNorms are folded\)$'):
         fused.train()

@@ -89,3 +89,74 @@ def test_each_fold_equals_the_modules_it_replaces():
                                    rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(D.scale_conv(conv, 0.5)(x), 0.5 * conv(x), rtol=1e-10, atol=1e-10)
     assert conv.bias is None and D.fold_conv_bn(conv, bn_out).bias is not None  # the original is untouched
+
+
+@pytest.mark.parametrize('device, dtype', [('meta', torch.float16), ('cpu', torch.float64)])
+def test_folded_parameters_keep_the_convs_device_and_dtype_and_need_no_grad(device, dtype):
+    """A bias-free conv gets a zero bias on its own device and in its own dtype (a half model stays
+    half, a model on a GPU stays there; 'meta' stands in for a device other than the CPU here)."""
+    conv = torch.nn.Conv2d(4, 6, 1, bias=False, device=device, dtype=dtype)
+    bn_out = torch.nn.BatchNorm2d(6, device=device, dtype=dtype).eval()
+    bn_in = torch.nn.BatchNorm2d(4, device=device, dtype=dtype).eval()
+    for folded in (D.fold_conv_bn(conv, bn_out), D.fold_bn_conv(bn_in, conv), D.scale_conv(conv, 0.5),
+                   D.scale_conv(conv, torch.ones(6, 1, 1, dtype=torch.float64, device=device)), D.Pointwise(conv)):
+        for name, p in folded.named_parameters():
+            assert (p.device.type, p.dtype, p.requires_grad) == (device, dtype, False), (type(folded), name)
+
+
+@pytest.mark.parametrize('conv, why', [
+    (torch.nn.Conv2d(4, 4, 1, groups=2), 'grouped'),
+    (torch.nn.Conv2d(4, 4, 3), 'a 3x3 kernel, even unpadded'),
+    (torch.nn.Conv2d(4, 4, 1, padding=1), 'a padded 1x1'),
+])
+def test_a_bn_folds_into_a_following_conv_only_when_it_is_pointwise(conv, why):
+    with pytest.raises(ValueError, match=r'^a BatchNorm folds into the following conv only when it is 1x1, '
+                                         r'ungrouped and unpadded$'):
+        D.fold_bn_conv(torch.nn.BatchNorm2d(4).eval(), conv)
+    assert not D.Pointwise.applies(conv), why
+    assert D.Pointwise.applies(torch.nn.Conv2d(4, 4, 1))
+
+
+def _random_statistics(module, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in module.modules() if isinstance(m, _BatchNorm)):
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen))
+            bn.running_var.copy_(0.5 + torch.rand(bn.num_features, generator=gen))
+            bn.weight.copy_(torch.randn(bn.num_features, generator=gen))
+    return module.eval()
+
+
+@pytest.mark.parametrize('norm, order, folded', [
+    ('BN', ('conv', 'norm', 'act'), True),
+    ('BN', ('norm', 'conv', 'act'), False),    # a BN before the conv (of 4 channels, not 6)
+    ('GN', ('conv', 'norm', 'act'), False),    # not a BatchNorm: no running statistics to fold
+])
+def test_a_conv_module_folds_only_its_conv_then_batchnorm(norm, order, folded):
+    from mmcv.cnn import ConvModule
+    cfg = dict(type=norm, num_groups=2) if norm == 'GN' else dict(type=norm)
+    model = _random_statistics(torch.nn.Sequential(ConvModule(4, 6, 3, padding=1, norm_cfg=cfg, order=order)))
+    x = torch.randn(2, 4, 5, 7, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x)
+        out = D.deploy(model)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    left = D.remaining_batchnorms(D.deploy(model))
+    assert left == ([] if folded or norm == 'GN' else ['0.bn'])
+
+
+def test_deploy_stores_weights_channels_last_only_when_asked():
+    model = _random_statistics(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)))
+    plain, nhwc = D.deploy(model), D.deploy(model, channels_last=True)
+    assert plain[0].weight.is_contiguous() and not plain[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc[0].weight.is_contiguous(memory_format=torch.channels_last) and not nhwc[0].weight.is_contiguous()
+    assert not any(p.requires_grad for m in (plain, nhwc) for p in m.parameters())
+    assert all(p.requires_grad for p in model.parameters())   # the original is a copy's source, untouched
+
+
+def test_pointwise_keeps_a_strided_plain_input_in_the_plain_layout():
+    conv = torch.nn.Conv2d(6, 5, 1)
+    x = torch.randn(2, 6, 7, 18)[..., ::2]   # neither contiguous nor channels-last
+    out = D.Pointwise(conv)(x)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, conv(x), rtol=1e-5, atol=1e-6)

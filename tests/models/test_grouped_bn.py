@@ -40,3 +40,12 @@ def test_a_batch_that_does_not_split_names_its_size():
     with pytest.raises(ValueError, match='group_size must be at least 1, not 0'):
         GroupedBatchNorm2d(2, group_size=0)
     assert 'group_size=4' in repr(GroupedBatchNorm2d(2, group_size=4))
+
+
+def test_groups_of_one_image_normalise_each_image_alone():
+    # a layout of 1 image per GPU (e.g. 8 GPUs x 1): legal, and each image has its own statistics
+    torch.manual_seed(1)
+    x = torch.randn(3, 2, 5, 5, dtype=torch.float64) + torch.arange(3.).view(3, 1, 1, 1)
+    grouped = GroupedBatchNorm2d(2, group_size=1).double()
+    alone = torch.cat([torch.nn.BatchNorm2d(2).double()(image[None]) for image in x])
+    torch.testing.assert_close(grouped(x), alone, rtol=0, atol=1e-12)

@@ -60,8 +60,8 @@ def fold_conv_bn(conv, bn):
 def fold_bn_conv(bn, conv):
     """``conv(bn(x))`` as one convolution; only for 1x1, ungrouped convs (zero padding of a larger
     kernel would see the BN shift where the folded conv sees zeros)."""
-    if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding not in ((0, 0), 0):
-        raise ValueError('a BatchNorm folds into the following conv only when it is 1x1 and ungrouped')
+    if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding != (0, 0):
+        raise ValueError('a BatchNorm folds into the following conv only when it is 1x1, ungrouped and unpadded')
     scale, shift = bn_affine(bn)
     weight = conv.weight * scale.view(1, -1, 1, 1)
     bias = _bias(conv) + conv.weight.flatten(1) @ shift
@@ -70,9 +70,7 @@ def fold_bn_conv(bn, conv):
 
 def scale_conv(conv, factor):
     """``factor * conv(x)`` as one convolution; ``factor`` is a scalar or one value per output channel."""
-    factor = torch.as_tensor(factor, dtype=conv.weight.dtype).flatten()
-    if factor.numel() == 1:
-        factor = factor.expand(conv.out_channels)
+    factor = torch.as_tensor(factor, dtype=conv.weight.dtype, device=conv.weight.device).flatten()  # 1 broadcasts
     return _with(conv, conv.weight * factor.view(-1, 1, 1, 1), _bias(conv) * factor)
 
 
@@ -187,7 +185,7 @@ class Pointwise(nn.Module):
     @staticmethod
     def applies(conv):
         return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-                and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1) and conv.groups == 1)
+                and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1)
 
     def forward(self, x):
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
