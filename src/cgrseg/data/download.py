@@ -261,10 +261,8 @@ class RateGuard:
 
 
 def _blocks(response):
-    """The body as it arrives, so that bytes received before a broken connection are kept."""
-    if not hasattr(response.raw, 'read1'):   # urllib3 < 2
-        yield from response.iter_content(1 << 16)
-        return
+    """The body as it arrives, so that bytes received before a broken connection are kept; at most
+    ``sources.CHUNK`` bytes a block (urllib3 >= 2.1 has ``read1``: envs/requirements.lock pins 2.8)."""
     while True:
         block = response.raw.read1(src.CHUNK)
         if not block:
