@@ -120,6 +120,25 @@ MODULES = {
 }
 
 
+# the tests' session inputs (tests/conftest.py: synth_archives, prepared_datasets), made once per
+# mutation.sh run with the unmutated code and copied into each mutant's test session; a module whose code
+# makes one of them (labels: prepare; download: fetch) makes it in every session, mutated
+MADE_ONCE = {'synth': 'CGRSEG_TEST_SYNTH', 'prepared': 'CGRSEG_TEST_PREPARED'}
+MAKES = {'labels': ('prepared',), 'download': ('prepared',)}
+
+
+def make_inputs():
+    folder = WORK / 'inputs'
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    code = ('import sys; sys.path.insert(0, "tests"); import conftest as c; '
+            f'c.make_prepared_datasets(c.make_synth_archives("{folder}/synth"), "{folder}/raw", "{folder}/prepared")')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    subprocess.run([str(ROOT / '.venv' / 'bin' / 'python'), '-c', code], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=900)
+    return folder
+
+
 def setup_cfg(files, tests, deselect=()):
     lines = ['[mutmut]', 'source_paths = src', 'only_mutate =', *(f'    {f}' for f in files),
              'pytest_add_cli_args_test_selection =', *(f'    {t}' for t in tests),
@@ -150,10 +169,12 @@ def prepare(name, fresh):
     return folder
 
 
-def run_module(folder, jobs, mutants=()):
+def run_module(name, folder, jobs, inputs, mutants=()):
     """``mutmut run`` in the module's folder: every undecided mutant, or the ``mutants`` named."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                PYTHONHASHSEED='0', MPLBACKEND='Agg')
+    env.update({variable: str(inputs / kind) for kind, variable in MADE_ONCE.items()
+                if kind not in MAKES.get(name, ())})
     mutmut = Path(sys.executable).with_name('mutmut')
     log = folder / 'mutmut.log'
     start = time.monotonic()
@@ -215,10 +236,10 @@ def selected(name, mutant, sample=''):
     return not sample or mutant[-1] in sample
 
 
-def run_selected(name, folder, jobs, sample, recheck, equivalents):
+def run_selected(name, folder, jobs, sample, recheck, equivalents, inputs):
     """Generate the mutants (mutmut stops there when asked for a mutant that does not exist), then test
     the undecided ones of the module by name: a rerun resumes, and the order never matters."""
-    code, seconds, log = run_module(folder, jobs, ['no.such.mutant'])
+    code, seconds, log = run_module(name, folder, jobs, inputs, ['no.such.mutant'])
     if not verdicts(name, folder):
         return code or 1, seconds, log   # generation or the test statistics failed: the log says why
     todo = [m for m, status in verdicts(name, folder).items() if selected(name, m, sample) and status == 'not checked']
@@ -227,7 +248,7 @@ def run_selected(name, folder, jobs, sample, recheck, equivalents):
         todo += [m for m, _, _ in survivors]
     if not todo:
         return 0, seconds, log
-    code, more, log = run_module(folder, jobs, todo)
+    code, more, log = run_module(name, folder, jobs, inputs, todo)
     return code, seconds + more, log
 
 
@@ -287,13 +308,15 @@ def main(argv=None):
                 print(f'    functions: {" ".join(spec["functions"])}')
         return 0
     equivalents = load_equivalent()
+    inputs = None if args.report else make_inputs()
     rows, failed = [], []
     for name in args.modules or MODULES:
         folder = prepare(name, args.fresh)
         minutes = 0.0
         if not args.report:
             print(f'{name}: mutmut run (log: {folder / "mutmut.log"})', flush=True)
-            code, seconds, log = run_selected(name, folder, args.jobs, args.sample, args.recheck, equivalents)
+            code, seconds, log = run_selected(name, folder, args.jobs, args.sample, args.recheck, equivalents,
+                                              inputs)
             minutes = seconds / 60
             if code:
                 failed.append(f'{name}: mutmut exited with {code}; see {log}')

@@ -146,16 +146,46 @@ def http_server(tmp_path_factory):
     server.server_close()
 
 
+def make_synth_archives(folder):
+    from cgrseg.data import DATASETS
+    from cgrseg.data.synth import synthesize
+    for dataset in DATASETS:
+        synthesize(dataset, folder)
+    return Path(folder)
+
+
+def make_prepared_datasets(synth, raw, out):
+    from cgrseg.data import DATASETS, download, sources
+    from cgrseg.data.prepare import prepare
+    doc = sources.load(Path(synth) / 'sources.yaml')
+    for dataset in DATASETS:
+        for archive, url in download.plan(doc['datasets'][dataset]['archives']):
+            download.fetch(archive, url, raw, retry_wait=0)  # file:// URLs: no reason to wait
+        prepare(dataset, raw, out, jobs=2)
+    return Path(out)
+
+
+def _made_once(variable, folder):
+    """A copy of the session input that scripts/mutation.py made once, before the mutants, with the
+    unmutated code (in ``$variable``): each mutant's test session would otherwise spend seconds
+    remaking it. None when the variable is unset (every ordinary run)."""
+    made = os.environ.get(variable)
+    if not made:
+        return None
+    shutil.copytree(made, folder, dirs_exist_ok=True)
+    sources = Path(folder) / 'sources.yaml'
+    if sources.exists():   # its file:// URLs name the folder it was made in
+        sources.write_text(sources.read_text().replace(f'{Path(made).resolve().as_uri()}/',
+                                                       f'{Path(folder).resolve().as_uri()}/'))
+    return Path(folder)
+
+
 @pytest.fixture(scope='session')
 def synth_archives(tmp_path_factory):
     """Synthetic archives of every dataset (cgrseg synth, default size and seed) in one folder, with
     its sources.yaml; made once per session -- copy before modifying."""
-    from cgrseg.data import DATASETS
-    from cgrseg.data.synth import synthesize
     folder = tmp_path_factory.mktemp('synth')
-    for dataset in DATASETS:
-        synthesize(dataset, folder)
-    return Path(folder)
+    return _made_once('CGRSEG_TEST_SYNTH', folder) or make_synth_archives(folder)
 
 
 # the official archive names of the three datasets (configs/data/sources.yaml)
@@ -180,12 +210,7 @@ def prepared_datasets(synth_archives, tmp_path_factory):
     from cgrseg.data import DATASETS, download, sources
     from cgrseg.data.prepare import prepare
     raw, out = tmp_path_factory.mktemp('raw'), tmp_path_factory.mktemp('prepared')
-    doc = sources.load(synth_archives / 'sources.yaml')
-    for dataset in DATASETS:
-        for archive, url in download.plan(doc['datasets'][dataset]['archives']):
-            download.fetch(archive, url, raw, retry_wait=0)  # file:// URLs: no reason to wait
-        prepare(dataset, raw, out, jobs=2)
-    return Path(out)
+    return _made_once('CGRSEG_TEST_PREPARED', out) or make_prepared_datasets(synth_archives, raw, out)
 
 
 def _tmpfs(folder, options, why):
