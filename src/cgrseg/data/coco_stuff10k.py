@@ -176,7 +176,7 @@ def _map_slice(raw, name):
         value = int(value) if np.isfinite(value) else value
         raise CGRSegError(f'{name}: label id {value} out of range (0..{COCO_MAX_ID} '
                        f'without the unused ids {", ".join(map(str, COCO_UNUSED_IDS))})')
-    return trained.astype(np.uint8)
+    return trained   # 0..171 here; map_labels stores it into its uint8 map
 
 
 # ---------------------------------------------------------------- synthetic twin
