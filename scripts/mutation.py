@@ -55,7 +55,7 @@ MODULES = {
                    'cgrseg.data.download.x__refuse_range', 'cgrseg.data.download.x__check_complete']),
     'checkpoints': dict(
         files=['src/cgrseg/runner/checkpoints.py', 'src/cgrseg/runner/resume.py'],
-        tests=['tests/runner/test_robust.py', 'tests/runner/test_resume_ranks.py',
+        tests=['tests/runner/test_checkpoints_reader.py', 'tests/runner/test_robust.py', 'tests/runner/test_resume_ranks.py',
                'tests/runner/test_runner.py::test_latest_checkpoint_picks_the_newest',
                'tests/runner/test_runner.py::test_load_meta_rejects_what_is_not_a_checkpoint',
                'tests/runner/test_runner.py::test_resume_continues_after_the_saved_step']),
@@ -125,6 +125,10 @@ MODULES = {
 # makes one of them (labels: prepare; download: fetch) makes it in every session, mutated
 MADE_ONCE = {'synth': 'CGRSEG_TEST_SYNTH', 'prepared': 'CGRSEG_TEST_PREPARED'}
 MAKES = {'labels': ('prepared',), 'download': ('prepared',)}
+# imported by tests/conftest.py in mutmut's fork server, not by every mutant's session (mmcv's
+# Config.fromfile alone spent seconds importing mmseg through the configs' custom_imports). Third-party
+# only: cgrseg's own modules run code at import (coco_stuff10k.LUT), which each mutant must run mutated.
+PRELOAD = ('torch', 'timm', 'scipy.io', 'pandas', 'mmcv.runner', 'mmseg.apis', 'mmseg.datasets', 'mmseg.models')
 
 
 def make_inputs():
@@ -172,7 +176,7 @@ def prepare(name, fresh):
 def run_module(name, folder, jobs, inputs, mutants=()):
     """``mutmut run`` in the module's folder: every undecided mutant, or the ``mutants`` named."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
-               PYTHONHASHSEED='0', MPLBACKEND='Agg')
+               PYTHONHASHSEED='0', MPLBACKEND='Agg', CGRSEG_TEST_PRELOAD=' '.join(PRELOAD))
     env.update({variable: str(inputs / kind) for kind, variable in MADE_ONCE.items()
                 if kind not in MAKES.get(name, ())})
     mutmut = Path(sys.executable).with_name('mutmut')

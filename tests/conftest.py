@@ -16,6 +16,14 @@ import pytest
 
 from cgrseg import cli
 
+# scripts/mutation.py: mutmut forks every mutant's test session from a server that collected the tests;
+# what the tests import only when they run (mmseg, the models: seconds) is imported there once instead
+if os.environ.get('CGRSEG_TEST_PRELOAD'):
+    import gc
+    for _module in os.environ['CGRSEG_TEST_PRELOAD'].split():
+        __import__(_module)
+    gc.freeze()   # pytest's gc.collect() at each session's end then skips these long-lived objects
+
 
 class CliResult:
     def __init__(self, code, out, err):
