@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from cgrseg.errors import CGRSegError
+from cgrseg.io import redact
 
 _ITER_CKPT = re.compile(r'iter_(\d+)\.pth$')
 LATEST = 'latest.pth'
@@ -98,10 +99,13 @@ def _check_container(path, size):
 
 
 def _unpickle_problem(err):
-    """The line of a weights-only refusal that names what was refused."""
+    """The line of a weights-only refusal that names what was refused, with the line after it where
+    it only announces the reason (torch 2.6+: 'WeightsUnpickler error:', then 'Unsupported operand 130')."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return next((line for line in lines if 'GLOBAL' in line or 'Unpickler error' in line),
-                lines[0] if lines else type(err).__name__)
+    for at, line in enumerate(lines):
+        if 'GLOBAL' in line or 'Unpickler error' in line:
+            return ' '.join(lines[at:at + 2]) if line.endswith(':') else line
+    return lines[0] if lines else type(err).__name__
 
 
 def read(path, map_location='cpu'):
@@ -198,7 +202,7 @@ def load_from_local_weights_only(filename, map_location=None):
 
 
 def load_from_remote_refused(filename, map_location=None):
-    raise CGRSegError(f'{filename}: {REMOTE}')
+    raise CGRSegError(f'{redact(filename)}: {REMOTE}')   # the CLI redacts too; a library caller sees no token
 
 
 def route_mmcv_loading():
