@@ -4,11 +4,15 @@ A server (or a proxy) may answer ``Range: bytes=N-`` with 206 and another range;
 at N would corrupt the archive. The reply is refused, the partial file dropped and the transfer
 starts over without a Range.
 """
+import errno
 import hashlib
 import io
+import os
+import re
 import shutil
 import struct
 import sys
+import threading
 import types
 import zipfile
 
@@ -375,3 +379,301 @@ def test_the_body_is_read_in_blocks_of_at_most_chunk_bytes():
     blocks = list(download._blocks(types.SimpleNamespace(raw=raw)))
     assert b''.join(blocks) == data and max(map(len, blocks)) == sources.CHUNK
     assert set(raw.asked) == {sources.CHUNK}
+
+
+# ---------------------------------------------------------------- exact messages, on the API
+
+def exactly(message):
+    """``pytest.raises(..., match=exactly(m))``: the whole message is ``m``."""
+    return f'^{re.escape(str(message))}$'
+
+
+@pytest.fixture
+def transfers(monkeypatch):
+    """download's transfers replaced: each call is recorded as (url, part, timeout, min_rate) and runs
+    ``transfers.effect(part)`` (default: raise TransferError('boom')); waits are recorded, not slept."""
+    from cgrseg.data import download
+
+    def boom(part):
+        raise download.TransferError('boom')
+
+    fake = types.SimpleNamespace(calls=[], waits=[], effect=boom)
+
+    def transfer(url, part, timeout, min_rate):
+        fake.calls.append((url, part, timeout, min_rate))
+        fake.effect(part)
+    monkeypatch.setattr(download, '_transfer', transfer)
+    monkeypatch.setattr(download.time, 'sleep', fake.waits.append)
+    return fake
+
+
+def test_plan_splits_name_equals_url_at_the_first_equals_sign():
+    from cgrseg.data import download
+    two = [{'name': 'a.zip', 'url': 'http://x/a.zip', 'checksum': None},
+           {'name': 'b.json', 'url': 'http://x/b.json', 'checksum': None}]
+    plan = download.plan(two, ['b.json=http://m/get?file=b.json&v=2'])
+    assert [url for _, url in plan] == ['http://x/a.zip', 'http://m/get?file=b.json&v=2']
+
+
+def test_plan_errors_name_the_value_and_the_archives():
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    one = [{'name': 'a.zip', 'url': 'http://x/a.zip', 'checksum': None}]
+    two = one + [{'name': 'b.json', 'url': 'http://x/b.json', 'checksum': None}]
+    with pytest.raises(CGRSegError, match=exactly(
+            '--url http://m/a.zip: this dataset has several archives (a.zip, b.json); '
+            'use --url NAME=URL or a folder URL ending in /')):
+        download.plan(two, ['http://m/a.zip'])
+    with pytest.raises(CGRSegError, match=exactly("b.json: URL 'ftp://m/b.json' must be http://, https:// "
+                                                  "or file://")):
+        download.plan(two, ['b.json=ftp://m/b.json'])
+
+
+def test_a_default_fetch_tries_six_times_waiting_2_to_32_s_with_a_60_s_timeout(transfers, capsys, tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    url = 'http://user:secret@example.org/blob.zip'
+    with pytest.raises(CGRSegError, match=exactly(f'{url}: boom; gave up after 6 attempt(s)')):
+        download.fetch({'name': 'blob.zip', 'url': url, 'checksum': None}, url, tmp_path / 'raw')
+    part = tmp_path / 'raw' / 'blob.zip.part'
+    assert transfers.calls == [(url, part, 60, download.MIN_RATE)] * 6
+    assert transfers.waits == [2.0, 4.0, 8.0, 16.0, 32.0]
+    assert capsys.readouterr().err.splitlines() == ['http://***@example.org/blob.zip: boom; retrying'] * 5
+
+
+def test_retry_waits_double_from_retry_wait_and_the_last_failure_keeps_the_part(transfers, tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+
+    def half(part):   # some bytes arrive, then the transfer breaks
+        with open(part, 'ab') as f:
+            f.write(b'x' * 10)
+        raise download.TransferError('connection closed')
+    transfers.effect = half
+    dest = tmp_path / 'raw'
+    with pytest.raises(CGRSegError, match=exactly(
+            f'file:///b.zip: connection closed; gave up after 4 attempt(s) ({dest / "b.zip.part"} is kept: '
+            'run again to resume)')):
+        download.fetch({'name': 'b.zip', 'url': None, 'checksum': None}, 'file:///b.zip', dest, retries=3,
+                       retry_wait=1.5, timeout=7, min_rate=5)
+    assert transfers.waits == [1.5, 3.0, 6.0]
+    assert [call[2:] for call in transfers.calls] == [(7, 5)] * 4
+    assert (dest / 'b.zip.part').read_bytes() == b'x' * 40
+
+
+@pytest.mark.parametrize('code', ['ENOSPC', 'EDQUOT', 'EFBIG'])
+@pytest.mark.parametrize('written', [0, 10])
+def test_a_full_disk_is_one_line_naming_the_folder_and_a_kept_part(transfers, tmp_path, code, written):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    number = getattr(errno, code)
+
+    def full(part):
+        if written:
+            part.write_bytes(b'x' * written)
+        raise OSError(number, os.strerror(number), str(part))
+    transfers.effect = full
+    dest = tmp_path / 'raw'
+    kept = f' ({dest / "b.zip.part"} is kept: free space and run again to resume)' if written else ''
+    with pytest.raises(CGRSegError, match=exactly(f'{dest}: cannot write: {os.strerror(number)}{kept}')):
+        download.fetch({'name': 'b.zip', 'url': None, 'checksum': None}, 'file:///b.zip', dest)
+    assert transfers.waits == []   # a full disk is not retried
+
+
+@pytest.mark.parametrize('error, expected', [
+    (OSError(errno.EACCES, 'Permission denied', '/data/raw/b.zip.part'), '/data/raw/b.zip.part: Permission denied'),
+    (OSError(errno.EACCES, 'Permission denied'), '{dest}: Permission denied'),
+    (OSError('a device without errno'), '{dest}: a device without errno'),
+])
+def test_another_os_error_is_one_line_naming_its_file_or_the_folder(transfers, tmp_path, error, expected):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+
+    def fail(part):
+        raise error
+    transfers.effect = fail
+    dest = tmp_path / 'raw'
+    with pytest.raises(CGRSegError, match=exactly(expected.format(dest=dest))):
+        download.fetch({'name': 'b.zip', 'url': None, 'checksum': None}, 'file:///b.zip', dest)
+
+
+def test_an_archive_already_present_is_verified_and_said_so_on_stderr(transfers, capsys, tmp_path):
+    from cgrseg.data import download
+    (tmp_path / 'b.zip').write_bytes(zip_bytes(['a.txt']))
+    final = download.fetch(pinned(tmp_path / 'b.zip', 'b.zip'), 'http://x/b.zip', tmp_path)
+    assert final == tmp_path / 'b.zip' and transfers.calls == []
+    assert capsys.readouterr() == ('', f'{final}: present, checksum verified\n')
+
+
+def test_fetch_makes_a_missing_dest_with_its_parents(tmp_path):
+    from cgrseg.data import download
+    source = tmp_path / 'b.zip'
+    source.write_bytes(zip_bytes(['a.txt']))
+    dest = tmp_path / 'a' / 'b' / 'raw'
+    assert download.fetch(pinned(source, 'b.zip'), source.as_uri(), dest).read_bytes() == source.read_bytes()
+
+
+# ---------------------------------------------------------------- verification, word for word
+
+def served_file(tmp_path, data, name='b.zip'):
+    """A file:// source holding ``data`` and an empty DEST."""
+    source = tmp_path / 'source' / name
+    source.parent.mkdir()
+    source.write_bytes(data)
+    return source, tmp_path / 'raw'
+
+
+def test_a_pinned_mismatch_of_a_download_names_both_digests_and_drops_the_part(tmp_path):
+    """The file is a good zip (no format problem to hint at), and was just downloaded (nothing to delete)."""
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    source, dest = served_file(tmp_path, zip_bytes(['a.txt']))
+    wrong = '0' * 64
+    with pytest.raises(CGRSegError, match=exactly(
+            f'b.zip.part: checksum mismatch: expected sha256:{wrong}, got sha256:{sha256(source)}')):
+        download.fetch({'name': 'b.zip', 'url': None, 'checksum': f'sha256:{wrong}'}, source.as_uri(), dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_an_md5_pinned_archive_is_verified_by_its_md5(tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    source, dest = served_file(tmp_path, zip_bytes(['a.txt']))
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    archive = {'name': 'b.zip', 'url': None, 'checksum': f'md5:{md5}'}
+    assert download.fetch(archive, source.as_uri(), dest).read_bytes() == source.read_bytes()
+    (dest / 'b.zip').write_bytes(zip_bytes(['other.txt']))
+    other = hashlib.md5((dest / 'b.zip').read_bytes()).hexdigest()
+    with pytest.raises(CGRSegError, match=exactly(
+            f'b.zip: checksum mismatch: expected md5:{md5}, got md5:{other}; delete {dest / "b.zip"} to '
+            'download it again')):
+        download.fetch(archive, source.as_uri(), dest)
+
+
+def test_a_present_archive_against_a_wrong_record_says_both_ways_out(tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    source, dest = served_file(tmp_path, zip_bytes(['a.txt']))
+    dest.mkdir()
+    shutil.copy(source, dest / 'b.zip')
+    record = dest / 'b.zip.sha256'
+    record.write_text(f'{"0" * 64}  b.zip\n')   # recorded from a bad download
+    with pytest.raises(CGRSegError, match=exactly(
+            f'b.zip: checksum mismatch: expected sha256:{"0" * 64}  (recorded in {record}), got sha256:'
+            f'{sha256(source)}; delete {dest / "b.zip"} to download it again; if the recorded checksum is '
+            f'the wrong one (recorded from a bad download), delete {record} and download again')):
+        download.fetch({'name': 'b.zip', 'url': None, 'checksum': None}, source.as_uri(), dest)
+
+
+def test_an_unpinned_archive_of_the_wrong_format_is_refused_saying_what_to_check(tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    page = b'<html>Not found</html>'
+    source, dest = served_file(tmp_path, page)
+    archive = {'name': 'b.zip', 'url': None, 'checksum': None}
+    tail = f'not a zip archive ({HTML}); no checksum recorded.'
+    advice = 'the URL (--url) or fetch the archive yourself (--from-dir)'
+    with pytest.raises(CGRSegError, match=exactly(f'b.zip: {tail} check {advice}')):
+        download.fetch(archive, source.as_uri(), dest)
+    assert list(dest.iterdir()) == []
+    (dest / 'b.zip').write_bytes(page)   # put there by hand
+    with pytest.raises(CGRSegError, match=exactly(f'b.zip: {tail} delete {dest / "b.zip"}, then check {advice}')):
+        download.fetch(archive, source.as_uri(), dest)
+    assert sorted(p.name for p in dest.iterdir()) == ['b.zip']
+
+
+def test_an_unpinned_archive_gets_its_sha256_recorded_and_the_line_to_pin_it(tmp_path, capsys):
+    from cgrseg.data import download
+    source, dest = served_file(tmp_path, zip_bytes(['a.txt']))
+    download.fetch({'name': 'b.zip', 'url': None, 'checksum': None}, source.as_uri(), dest)
+    digest = sha256(source)
+    assert (dest / 'b.zip.sha256').read_text() == f'{digest}  b.zip\n'
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f'b.zip: no published checksum; recorded sha256 in {dest / "b.zip.sha256"}. Pin it in the data file: '
+        f'checksum: sha256:{digest}')
+
+
+# ---------------------------------------------------------------- what is sent, and what breaks
+
+class HeaderLogHandler(_FileHandler):
+    """Also logs the Accept-Encoding header of each request; waits for ``server.go`` (an Event) first."""
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        self.server.encodings.append(self.headers.get('Accept-Encoding'))
+        self.server.go.wait(10)
+        return super().do_GET()
+
+
+@pytest.fixture
+def logging_server(served_ade):
+    served_ade.RequestHandlerClass, served_ade.encodings = HeaderLogHandler, []
+    served_ade.go = threading.Event()
+    served_ade.go.set()
+    yield served_ade
+    served_ade.go.set()
+
+
+def test_every_request_asks_for_the_identity_encoding_and_a_resume_for_the_rest(logging_server, synth_archives,
+                                                                              tmp_path):
+    """Compressed bodies would make Range offsets and Content-Length count other bytes than the .part's."""
+    from cgrseg.data import download
+    server = logging_server
+    server.cuts = [5000]
+    url = server.url + ADE
+    download.fetch(pinned(synth_archives / ADE, ADE), url, tmp_path, retry_wait=0)
+    assert [r['range'] for r in server.log] == [None, 'bytes=5000-']
+    assert server.encodings == ['identity', 'identity']
+
+
+def test_a_server_that_does_not_answer_within_the_timeout_is_a_failed_transfer(logging_server, synth_archives,
+                                                                             tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    server = logging_server
+    server.go.clear()   # the server holds its answer (10 s at most)
+    url = server.url + ADE
+    with pytest.raises(CGRSegError, match=exactly(f'{url}: transfer failed (ReadTimeout); gave up after 1 '
+                                                  'attempt(s)')):
+        download.fetch(pinned(synth_archives / ADE, ADE), url, tmp_path, retries=0, timeout=0.2)
+
+
+def test_a_request_that_cannot_be_made_is_one_line_naming_its_exception(tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    url = 'http:///b.zip'
+    with pytest.raises(CGRSegError, match=exactly(f"{url}: InvalidURL: Invalid URL '{url}': No host supplied")):
+        download.fetch({'name': 'b.zip', 'url': url, 'checksum': None}, url, tmp_path, retries=3)
+
+
+def test_a_body_shorter_than_its_content_length_is_retried_naming_both_sizes(served_ade, synth_archives,
+                                                                            tmp_path):
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    served_ade.cuts = [5000]
+    url = served_ade.url + ADE
+    size = (synth_archives / ADE).stat().st_size
+    with pytest.raises(CGRSegError, match=exactly(
+            f'{url}: connection closed after 5000 of {size} bytes (ProtocolError); gave up after 1 attempt(s) '
+            f'({tmp_path / ADE}.part is kept: run again to resume)')):
+        download.fetch(pinned(synth_archives / ADE, ADE), url, tmp_path, retries=0)
+
+
+def test_a_connection_broken_after_the_announced_length_is_still_a_failed_transfer(monkeypatch, served_ade,
+                                                                                  synth_archives, tmp_path):
+    """Every byte arrived, but the response did not end cleanly: it is retried (the resume then finds
+    the .part whole), never taken as it is."""
+    import urllib3
+    from cgrseg.data import download
+    from cgrseg.errors import CGRSegError
+    blocks = download._blocks
+
+    def broken(response):
+        yield from blocks(response)
+        raise urllib3.exceptions.ProtocolError('Connection broken')
+    monkeypatch.setattr(download, '_blocks', broken)
+    url = served_ade.url + ADE
+    size = (synth_archives / ADE).stat().st_size
+    with pytest.raises(CGRSegError, match=exactly(
+            f'{url}: connection closed after {size} of {size} bytes (ProtocolError); gave up after 1 '
+            f'attempt(s) ({tmp_path / ADE}.part is kept: run again to resume)')):
+        download.fetch(pinned(synth_archives / ADE, ADE), url, tmp_path, retries=0)
