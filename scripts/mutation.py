@@ -92,7 +92,7 @@ MODULES = {
                    'cgrseg.measure.throughput.x__check', 'cgrseg.measure.throughput.x_measure']),
     'configs': dict(
         files=['src/cgrseg/mmseg_config.py', 'src/cgrseg/runner/config_rewrites.py'],
-        tests=['tests/test_configs_every_key.py', 'tests/runner/test_config_rewrites.py',
+        tests=['tests/test_mmseg_config.py', 'tests/test_configs_every_key.py', 'tests/runner/test_config_rewrites.py',
                'tests/test_configs.py::test_exactly_the_nine_configs_exist',
                'tests/test_configs.py::test_model_settings', 'tests/test_configs.py::test_data_settings',
                'tests/test_configs.py::test_schedule_is_the_official_one',
