@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / '.mutation'
 EQUIVALENT = ROOT / 'scripts' / 'mutation-equivalent.yaml'
 # what the tests read besides src/ and tests/ (copied into mutants/)
-ALSO_COPY = ('configs', 'params.yaml', 'workflow')   # workflow/schemas: the params and result contracts
+# workflow/schemas: the params and result contracts; results/reference: the committed reference results
+ALSO_COPY = ('configs', 'params.yaml', 'workflow', 'results/reference')
 TIMEOUT_CONSTANT = 5   # seconds; mutmut's default 1 s is less than a test process's start on a busy machine
 TIMEOUT_MULTIPLIER = 4
 
@@ -171,6 +172,7 @@ def prepare(name, fresh):
     folder.mkdir(parents=True, exist_ok=True)
     for link in ('src', 'tests', 'pyproject.toml', *ALSO_COPY):
         target = folder / link
+        target.parent.mkdir(parents=True, exist_ok=True)
         if not target.is_symlink():
             target.symlink_to(ROOT / link)
     (folder / 'setup.cfg').write_text(setup_cfg(files, tests, MODULES[name].get('deselect', ())))
