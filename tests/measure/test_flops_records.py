@@ -188,3 +188,35 @@ def test_counts_are_whole_and_per_image_and_the_model_is_left_as_it_was():
     assert all(type(v) is int for v in macs.values())
     mmcv_flops(model, (3, 8, 40))
     assert model.forward == forward
+
+
+def test_every_count_is_rounded_from_its_exact_value_to_four_decimals(monkeypatch):
+    """Counts just past a rounding half-step: a divisor off by one part in a million (or a billion),
+    or a fifth decimal, lands on the other side."""
+    from cgrseg.measure import flops
+    import cgrseg.models.build as build
+    monkeypatch.setattr(build, 'build_model', lambda cfg: Strip())
+    monkeypatch.setattr(flops, 'count_params', lambda model: 1_234_551)
+    monkeypatch.setattr(flops, 'mmcv_flops', lambda model, shape: 1_234_550_001)
+    monkeypatch.setattr(flops, 'fvcore_analysis', lambda model, shape: SimpleNamespace(total=lambda: 1_234_550_001))
+    monkeypatch.setattr(flops, 'traced_macs', lambda analysis, model: {'conv_linear': 1_234_550_001,
+                                                                       'matmul': 1_234_550_001})
+    monkeypatch.setattr(flops, 'skipped_operators', lambda analysis, model: {})
+    doc = flops.measure(ade20k_config('t'), 32, 64)
+    assert doc['params_M'] == 1.2346
+    assert doc['gflops'] == {'mmcv': 1.2346, 'conv_linear_macs': 1.2346, 'fvcore': 1.2346, 'matmul_macs': 1.2346}
+
+
+def test_flops_refuses_to_write_over_its_own_config(run_cli, tmp_path):
+    import shutil
+    config = tmp_path / 'cgrseg-t_ade20k_160k.py'
+    shutil.copy(ade20k_config('t'), config)
+    result = run_cli('flops', config, '--out', config)
+    assert result.code == 2
+    assert result.error_lines == [f'cgrseg flops: error: {config}: is an input of this command ({config}); '
+                                  'refusing to overwrite it']
+
+
+def test_the_variant_is_everything_after_the_first_dash_of_the_model_name():
+    from cgrseg.measure.flops import variant_of
+    assert variant_of('configs/my-cgrseg-b_ade20k_160k.py') == 'cgrseg-b'
