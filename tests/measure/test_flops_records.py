@@ -16,20 +16,7 @@ pytest.importorskip('mmseg')
 
 from cgrseg.measure import throughput as T  # noqa: E402
 from reference import ade20k_config  # noqa: E402
-from test_throughput import fake_loader  # noqa: E402
-
-
-class Clock:
-    """``time.perf_counter`` that stands still except while the fake model runs."""
-
-    def __init__(self, durations):
-        self.now, self.durations = 0.0, list(durations)
-
-    def __call__(self):
-        return self.now
-
-    def tick(self):
-        self.now += self.durations.pop(0)
+from test_throughput import Ticks as Clock, fake_loader  # noqa: E402
 
 
 class ClockedModel(nn.Module):
