@@ -25,6 +25,11 @@ if os.environ.get('CGRSEG_TEST_PRELOAD'):
     gc.freeze()   # pytest's gc.collect() at each session's end then skips these long-lived objects
 
 
+def exactly(message):
+    """``pytest.raises(..., match=exactly(m))``: the whole message is ``m``."""
+    return f'^{re.escape(str(message))}$'
+
+
 class CliResult:
     def __init__(self, code, out, err):
         self.code, self.out, self.err = code, out, err
@@ -162,14 +167,15 @@ def make_synth_archives(folder):
     return Path(folder)
 
 
-def make_prepared_datasets(synth, raw, out):
+def make_prepared_datasets(synth, raw, out, datasets=None, jobs=2):
+    """``datasets`` (default: all) fetched from ``synth`` into ``raw`` and prepared into ``out``."""
     from cgrseg.data import DATASETS, download, sources
     from cgrseg.data.prepare import prepare
     doc = sources.load(Path(synth) / 'sources.yaml')
-    for dataset in DATASETS:
+    for dataset in datasets or DATASETS:
         for archive, url in download.plan(doc['datasets'][dataset]['archives']):
             download.fetch(archive, url, raw, retry_wait=0)  # file:// URLs: no reason to wait
-        prepare(dataset, raw, out, jobs=2)
+        prepare(dataset, raw, out, jobs=jobs)
     return Path(out)
 
 
@@ -215,8 +221,6 @@ def raw(tmp_path, synth_archives):
 def prepared_datasets(synth_archives, tmp_path_factory):
     """Root folder (the ``data/prepared`` of the configs) holding every synthetic dataset prepared
     by cgrseg download + prepare, with ``<dataset>.manifest.json``; made once per session."""
-    from cgrseg.data import DATASETS, download, sources
-    from cgrseg.data.prepare import prepare
     raw, out = tmp_path_factory.mktemp('raw'), tmp_path_factory.mktemp('prepared')
     return _made_once('CGRSEG_TEST_PREPARED', out) or make_prepared_datasets(synth_archives, raw, out)
 

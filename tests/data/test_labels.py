@@ -16,21 +16,15 @@ import pytest
 from scipy.io import savemat
 
 import test_prepare as P
+from conftest import exactly, make_prepared_datasets
 from cgrseg.data import coco_stuff10k, common, labels, pascal_context
 from cgrseg.errors import CGRSegError
 
 
 @pytest.fixture(scope='module')
 def prepared_here(synth_archives, tmp_path_factory):
-    from cgrseg.data import download, sources
-    from cgrseg.data.prepare import prepare
     raw, out = tmp_path_factory.mktemp('raw'), tmp_path_factory.mktemp('prepared')
-    doc = sources.load(synth_archives / 'sources.yaml')
-    for dataset in ('coco_stuff10k', 'pascal_context'):
-        for archive, url in download.plan(doc['datasets'][dataset]['archives']):
-            download.fetch(archive, url, raw, retry_wait=0)
-        prepare(dataset, raw, out, jobs=1)
-    return Path(out)
+    return make_prepared_datasets(synth_archives, raw, out, ('coco_stuff10k', 'pascal_context'), jobs=1)
 
 
 def test_coco_stuff_labels(prepared_here, synth_archives):
@@ -139,7 +133,7 @@ def test_map_labels_converts_every_pixel_to_uint8_train_ids():
                                 f'{UNUSED_TEXT})'),
 ])
 def test_bad_label_values_are_one_error_naming_the_file(raw, message):
-    with pytest.raises(CGRSegError, match=f'^{re.escape(message)}$'):
+    with pytest.raises(CGRSegError, match=exactly(message)):
         coco_stuff10k.map_labels(raw, 'x.mat')
 
 
@@ -166,7 +160,7 @@ S_3x5 = np.arange(15, dtype=np.float64).reshape(3, 5)   # 3 rows, 5 columns: 120
 def test_bad_mat_files_are_one_error_naming_the_file(monkeypatch, data, limits, message):
     for limit, value in limits.items():
         monkeypatch.setattr(common if limit == 'MAX_PIXELS' else coco_stuff10k, limit, value)
-    with pytest.raises(CGRSegError, match=f'^{re.escape(message)}$'):
+    with pytest.raises(CGRSegError, match=exactly(message)):
         coco_stuff10k.label_field(data, 'x.mat', (3, 5))
 
 
@@ -245,7 +239,7 @@ def test_pascal_tasks_list_train_and_val_images_with_their_annotations_in_file_o
 def test_bad_pascal_images_are_one_error_naming_the_image(monkeypatch, tmp_path, image, message):
     monkeypatch.setattr(common, 'MAX_PIXELS', 20)
     images = [pascal_image('ok.jpg', 'train', 9), image]
-    with pytest.raises(CGRSegError, match=f'^{re.escape(message.format(json=JSON_PATH))}$'):
+    with pytest.raises(CGRSegError, match=exactly(message.format(json=JSON_PATH))):
         pascal_tasks(tmp_path, images, [9, 1])
 
 
