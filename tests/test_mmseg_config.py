@@ -3,7 +3,6 @@ loads and passes ``check_config``, or fails with one line that names the file an
 (survivors of the `configs` mutation module). The configs are small mmcv Configs or text files: no
 model is built."""
 import copy
-import re
 import sys
 
 import pytest
@@ -15,6 +14,7 @@ from mmcv import Config  # noqa: E402
 from cgrseg.errors import CGRSegError  # noqa: E402
 from cgrseg.mmseg_config import (EVALUATE, MODEL, TRAIN, _fromfile, check_config, first_line,  # noqa: E402
                                  load_config, parse_options)
+from conftest import exactly  # noqa: E402
 from reference import ade20k_config  # noqa: E402
 
 HEAD = dict(type='FCNHead', num_classes=150)
@@ -42,7 +42,7 @@ def config(**changes):
 
 def fails(cfg, path, needs, message):
     """check_config raises exactly ``<path>: <message>``."""
-    with pytest.raises(CGRSegError, match=f'^{re.escape(f"{path}: {message}")}$'):
+    with pytest.raises(CGRSegError, match=exactly(f'{path}: {message}')):
         check_config(cfg, path, needs)
 
 
@@ -136,7 +136,7 @@ def written(tmp_path, text, name='c.py'):
 
 
 def load_fails(path, message, **kwargs):
-    with pytest.raises(CGRSegError, match=f'^{re.escape(f"{path}: {message}")}$'):
+    with pytest.raises(CGRSegError, match=exactly(f'{path}: {message}')):
         load_config(path, **kwargs)
 
 

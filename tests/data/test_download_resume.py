@@ -8,7 +8,6 @@ import errno
 import hashlib
 import io
 import os
-import re
 import shutil
 import struct
 import sys
@@ -18,7 +17,7 @@ import zipfile
 
 import pytest
 
-from conftest import _FileHandler  # noqa: F401  (the shared test server's handler)
+from conftest import _FileHandler, exactly  # noqa: F401  (the shared test server's handler)
 
 ADE = 'ADEChallengeData2016.zip'
 
@@ -382,11 +381,6 @@ def test_the_body_is_read_in_blocks_of_at_most_chunk_bytes():
 
 
 # ---------------------------------------------------------------- exact messages, on the API
-
-def exactly(message):
-    """``pytest.raises(..., match=exactly(m))``: the whole message is ``m``."""
-    return f'^{re.escape(str(message))}$'
-
 
 @pytest.fixture
 def transfers(monkeypatch):
