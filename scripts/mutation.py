@@ -114,7 +114,7 @@ MODULES = {
     'judge': dict(
         files=['src/cgrseg/tables/collect.py', 'src/cgrseg/tables/judge.py'],
         tests=['tests/tables/test_tables.py', 'tests/tables/test_table_protocols.py', 'tests/tables/test_hypotheses.py',
-               'tests/tables/test_collect_seeds.py'],
+               'tests/tables/test_collect_seeds.py', 'tests/tables/test_verdict_texts.py'],
         # seconds each and about other modules (the model's parameters, the figure, the DAG's commands);
         # a survivor of judge_cell would run them once per mutant
         deselect=['tests/tables/test_hypotheses.py::test_next_repeat_5_gives_the_papers_cgrseg_b_params',

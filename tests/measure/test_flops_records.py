@@ -15,8 +15,9 @@ import torch.nn as nn
 pytest.importorskip('mmseg')
 
 from cgrseg.measure import throughput as T  # noqa: E402
+from conftest import exactly  # noqa: E402
 from reference import ade20k_config  # noqa: E402
-from test_throughput import Ticks as Clock, fake_loader  # noqa: E402
+from test_throughput import Ticks as Clock, bad_head_config, fake_loader  # noqa: E402
 
 
 class ClockedModel(nn.Module):
@@ -164,14 +165,18 @@ def test_counts_are_whole_and_per_image_and_the_model_is_left_as_it_was():
     from cgrseg.measure.flops import count_macs, mmcv_flops
 
     class Pair(Strip):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 2)
+
         def forward_dummy(self, x):
             y = self.bn(self.conv(x))
-            return y @ y.transpose(-1, -2)     # counted: the model uses the operator
+            return self.fc(y @ y.transpose(-1, -2))     # counted: the model uses the operator
 
     model = Pair().eval()
     forward = model.forward
     macs = count_macs(model, (3, 8, 40))
-    assert macs == {'conv_linear': 64 * 8 * 8 * 3 * 33, 'matmul': 64 * 8 * 8 * 8}
+    assert macs == {'conv_linear': 64 * 8 * 8 * 3 * 33 + 64 * 8 * 2 * 8, 'matmul': 64 * 8 * 8 * 8}
     assert all(type(v) is int for v in macs.values())
     mmcv_flops(model, (3, 8, 40))
     assert model.forward == forward
@@ -207,3 +212,12 @@ def test_flops_refuses_to_write_over_its_own_config(run_cli, tmp_path):
 def test_the_variant_is_everything_after_the_first_dash_of_the_model_name():
     from cgrseg.measure.flops import variant_of
     assert variant_of('configs/my-cgrseg-b_ade20k_160k.py') == 'cgrseg-b'
+
+
+def test_a_malformed_model_is_refused_in_one_line_before_it_is_built(tmp_path):
+    from cgrseg.errors import CGRSegError
+    from cgrseg.measure.flops import measure
+    config = bad_head_config(tmp_path)
+    with pytest.raises(CGRSegError, match=exactly(f'{config}: `model.decode_head.num_classes` must be a positive '
+                                                  'integer, not 1.5')):
+        measure(config, 64, 64)

@@ -8,6 +8,7 @@ pytest.importorskip('mmseg')
 
 from cgrseg import schemas  # noqa: E402
 from cgrseg.measure import throughput as T  # noqa: E402
+from conftest import exactly  # noqa: E402
 from reference import ade20k_config  # noqa: E402
 
 
@@ -291,6 +292,12 @@ def prepared_tree(root):
     return ade
 
 
+def bad_head_config(folder):
+    config = folder / 'cgrseg-t_ade20k_bad.py'
+    config.write_text(f"_base_ = '{ade20k_config('t')}'\nmodel = dict(decode_head=dict(num_classes=1.5))\n")
+    return config
+
+
 def test_test_config_is_the_test_split_under_the_data_root_without_pretrained_weights(tmp_path):
     ade = prepared_tree(tmp_path)
     cfg = T._test_config(ade20k_config('t'), str(tmp_path), None)
@@ -304,6 +311,10 @@ def test_test_config_is_the_test_split_under_the_data_root_without_pretrained_we
     with pytest.raises(T.CGRSegError, match=rf'^{ade}/annotations/validation: ann_dir of the test set does not '
                                             r'exist \(run `cgrseg prepare`, or point --data-root at the prepared data\)$'):
         T._test_config(ade20k_config('t'), str(tmp_path), None)
+    config = bad_head_config(tmp_path)                                  # the model is checked before the data
+    with pytest.raises(T.CGRSegError, match=exactly(f'{config}: `model.decode_head.num_classes` must be a '
+                                                    'positive integer, not 1.5')):
+        T._test_config(config, str(tmp_path), None)
 
 
 class Segmentor(Tiny):

@@ -82,3 +82,31 @@ def test_the_official_protocol_is_judged_and_single_scale_shown(results, tmp_pat
     assert 'img/s deploy ours' in ade and '| 190.5 ' in ade and 'never judged' in ade
     frame = pd.read_csv(out / 'ade20k.csv')
     assert frame['img_per_s_deploy'].tolist()[0] == 190.5
+
+
+def test_collect_writes_every_field_of_a_model_in_a_stable_order(results, tmp_path):
+    judged = results / 'measure' / 'judged' / 'cgrseg-t.flops.json'
+    doc = json.loads(judged.read_text())
+    doc['gflops']['fvcore'] = 4.571
+    judged.write_text(json.dumps(doc))
+    params = tmp_path / 'params.yaml'    # judged on the conv/linear count: each count lands in its own field
+    params.write_text((FIXTURE / 'params.yaml').read_text().replace('gflops: mmcv', 'gflops: conv_linear_macs'))
+    metrics = collect(load_params(params), results)
+    judged_fields = [('params_M', 9.365), ('gflops', 3.945), ('gflops_convention', 'conv_linear_macs'),
+                     ('flops_input', '512x512'), ('flops_dataset', 'ade20k'), ('flops_classes', 150),
+                     ('gflops_mmcv', 3.998), ('gflops_conv_linear_macs', 3.945), ('gflops_fvcore', 4.571)]
+    assert [(k.removeprefix('coco_stuff10k.cgrseg-t.'), v) for k, v in metrics.items()
+            if k.startswith('coco_stuff10k.cgrseg-t.')] == [
+        ('mIoU', 42.3), ('mAcc', 12.37), ('aAcc', 80.0), ('mIoU_ss', 40.9), ('mIoU_n', 1), ('mIoU_seeds', 1),
+        ('mIoU_seed0', 42.3), ('mIoU_mode', 'ms'), ('demo', False), ('iters', 80000), *judged_fields,
+        ('params_M_dataset', 9.367), ('gflops_dataset', 3.967), ('flops_input_dataset', '512x512'),
+        ('num_classes_dataset', 171)]
+    assert [(k.removeprefix('ade20k.cgrseg-t.'), v) for k, v in metrics.items() if k.startswith('ade20k.cgrseg-t.')
+            and not k.startswith('ade20k.cgrseg-t.m') and not k.startswith('ade20k.cgrseg-t.aA')] == [
+        ('demo', False), ('iters', 160000), *judged_fields,
+        ('params_M_dataset', 9.365), ('gflops_dataset', 3.945), ('flops_input_dataset', '512x512'),
+        ('num_classes_dataset', 150),
+        ('img_per_s', 151.2), ('throughput_device', 'cuda'), ('throughput_device_name', 'NVIDIA H100 80GB HBM3'),
+        ('throughput_batch_size', 1), ('throughput_dtype', 'float32'), ('throughput_protocol', 'mmseg_benchmark'),
+        ('throughput_input', '512x512'), ('img_per_s_fixed', 160.0), ('img_per_s_deploy', 190.5)]
+    assert 'pascal_context.cgrseg-t.throughput_input' not in metrics   # nothing for a file that is not there

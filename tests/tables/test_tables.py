@@ -166,31 +166,55 @@ def copy_results(tmp_path):
 RUN = 'runs/ade20k/cgrseg-t/seed0/metrics.json'
 
 
+JUDGED, TP = 'measure/judged/cgrseg-t.flops.json', 'measure/ade20k/cgrseg-t.throughput.json'
+
+
 @pytest.mark.parametrize('rel, change, message', [
-    (RUN, lambda d: '{"mIoU": 4', 'not valid JSON'),
+    (RUN, lambda d: '{"mIoU": 4', "not valid JSON (Expecting ',' delimiter: line 1 column 11 (char 10))"),
+    (RUN, lambda d: [d], 'must hold a JSON object'),
     (RUN, lambda d: {**d, 'dataset': 'coco_stuff10k'},
      '"dataset" is \'coco_stuff10k\' but the path says \'ade20k\''),
-    (RUN, lambda d: {**d, 'mIoU': None}, '"mIoU" must be a finite number'),
+    (RUN, lambda d: {**d, 'variant': 'b'}, '"variant" is \'b\' but the path says \'t\''),
+    (RUN, lambda d: {**d, 'model': 'cgrseg-b'}, '"model" is \'cgrseg-b\' but the path says \'cgrseg-t\''),
+    (RUN, lambda d: {**d, 'mIoU': None}, '"mIoU" must be a finite number, got None'),
     (RUN, lambda d: {**d, 'mIoU': '43.7'}, '"mIoU" must be a finite number, got \'43.7\''),
-    (RUN, lambda d: json.dumps(d).replace('43.71', 'NaN'), 'NaN is not a JSON number'),
-    (RUN, lambda d: json.dumps(d).replace('43.71', 'Infinity'), 'Infinity is not a JSON number'),
-    (RUN, lambda d: json.dumps(d).replace('43.71', '1e999'), 'must be a finite number, got inf'),
-    (RUN, lambda d: {**d, 'mode': 'ms_multi'}, '"mode" must be one of'),
-    (RUN, lambda d: {**d, 'iters': 'many'}, '"iters" must be a positive integer'),
+    (RUN, lambda d: {**d, 'mAcc': '54'}, '"mAcc" must be a finite number, got \'54\''),
+    (RUN, lambda d: {**d, 'protocols': {'single_scale': {'mIoU': 'x'}}},
+     '"protocols.single_scale.mIoU" must be a finite number, got \'x\''),
+    (RUN, lambda d: json.dumps(d).replace('43.71', 'NaN'), 'not valid JSON (NaN is not a JSON number)'),
+    (RUN, lambda d: json.dumps(d).replace('43.71', 'Infinity'), 'not valid JSON (Infinity is not a JSON number)'),
+    (RUN, lambda d: json.dumps(d).replace('43.71', '1e999'), '"mIoU" must be a finite number, got inf'),
+    (RUN, lambda d: {**d, 'mode': 'ms_multi'}, '"mode" must be one of ss, ms, ms_flip, got \'ms_multi\''),
+    (RUN, lambda d: {**d, 'iters': 'many'}, '"iters" must be a positive integer, got \'many\''),
     ('measure/pascal_context/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 512, 512]},
-     'measured at 512x512 but params.yaml measure_shape.pascal_context asks for 480x480'),
-    ('measure/judged/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 480, 480]},
-     'measured at 480x480 but params.yaml judged_complexity.shape asks for 512x512'),
-    ('measure/judged/cgrseg-t.flops.json', lambda d: {**d, 'dataset': 'pascal_context'},
+     'measured at 512x512 but params.yaml measure_shape.pascal_context asks for 480x480; re-run cgrseg flops'),
+    ('measure/pascal_context/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 480, 512]},
+     'measured at 480x512 but params.yaml measure_shape.pascal_context asks for 480x480; re-run cgrseg flops'),
+    (JUDGED, lambda d: {**d, 'input_shape': [3, 512, 480]},
+     'measured at 512x480 but params.yaml judged_complexity.shape asks for 512x512; re-run cgrseg flops'),
+    (JUDGED, lambda d: {**d, 'dataset': 'pascal_context'},
      '"dataset" is \'pascal_context\' but the path says \'ade20k\''),
-    ('measure/judged/cgrseg-t.flops.json', lambda d: {**d, 'gflops': {'conv_linear_macs': 3.9}},
-     '"gflops.mmcv" must be a finite number, got None'),
+    (JUDGED, lambda d: {**d, 'variant': 'l'}, '"variant" is \'l\' but the path says \'t\''),
+    (JUDGED, lambda d: {**d, 'gflops': {'conv_linear_macs': 3.9}}, '"gflops.mmcv" must be a finite number, got None'),
+    (JUDGED, lambda d: {**d, 'gflops': {**d['gflops'], 'conv_linear_macs': True}},
+     '"gflops.conv_linear_macs" must be a finite number, got True'),
+    (JUDGED, lambda d: {**d, 'gflops': {**d['gflops'], 'fvcore': None}}, '"gflops.fvcore" must be a finite number, got None'),
+    (JUDGED, lambda d: {**d, 'params_M': '9'}, '"params_M" must be a finite number, got \'9\''),
     ('measure/hypotheses/b_next_repeat_5.flops.json', lambda d: {**d, 'cfg_options': {}},
-     'measured with cfg_options {} but the hypothesis has'),
+     "measured with cfg_options {} but the hypothesis has {'model.decode_head.next_repeat': 5}; re-run cgrseg flops"),
+    ('measure/hypotheses/b_next_repeat_5.flops.json', lambda d: {**d, 'variant': 't'},
+     '"variant" is \'t\' but the path says \'b\''),
+    ('measure/hypotheses/b_next_repeat_5.flops.json', lambda d: {**d, 'input_shape': [3, 256, 512]},
+     'measured at 256x512 but params.yaml judged_complexity.shape asks for 512x512; re-run cgrseg flops'),
     ('measure/coco_stuff10k/cgrseg-t.flops.json', lambda d: {**d, 'num_classes': 1.5},
-     '"num_classes" must be a positive integer'),
-    ('measure/ade20k/cgrseg-t.throughput.json', lambda d: {**d, 'device': 'gpu'},
-     '"device" must be "cuda" or "cpu"'),
+     '"num_classes" must be a positive integer, got 1.5'),
+    (TP, lambda d: {**d, 'device': 'gpu'}, '"device" must be "cuda" or "cpu", got \'gpu\''),
+    (TP, lambda d: {**d, 'model': 'cgrseg-l'}, '"model" is \'cgrseg-l\' but the path says \'cgrseg-t\''),
+    (TP, lambda d: {**d, 'img_per_s': '151'}, '"img_per_s" must be a finite number, got \'151\''),
+    (TP, lambda d: {**d, 'protocols': {'fixed_size': {'img_per_s': None, 'deploy': False}}},
+     '"protocols.fixed_size.img_per_s" must be a finite number, got None'),
+    (TP, lambda d: {**d, 'protocols': {'mmseg_benchmark_deploy': {'img_per_s': 'x', 'deploy': True}}},
+     '"protocols.mmseg_benchmark_deploy.img_per_s" must be a finite number, got \'x\''),
 ])
 def test_collect_rejects_bad_result_files_and_writes_nothing(tmp_path, capsys, rel, change,
                                                              message):
@@ -202,8 +226,7 @@ def test_collect_rejects_bad_result_files_and_writes_nothing(tmp_path, capsys, r
     code = run('collect', '--params', FIXTURE / 'params.yaml', '--results', results, '--out', out)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(err) == 1 and err[0].startswith(f'cgrseg collect: error: {path}: ')
-    assert message in err[0]
+    assert err == [f'cgrseg collect: error: {path}: {message}']
     assert not out.exists() and list(tmp_path.glob('.metrics.json.*')) == []
 
 
@@ -594,16 +617,33 @@ def test_collect_names_a_bad_params_key(tmp_path, capsys, params, message):
 # --- what tables/diff/figure accept -----------------------------------------------------------
 
 @pytest.mark.parametrize('change, message', [
-    (lambda t: t.replace('43.71', 'NaN', 1), 'NaN is not a JSON number'),
-    (lambda t: t.replace('43.71', '-Infinity', 1), '-Infinity is not a JSON number'),
+    (lambda t: t.replace('43.71', 'NaN', 1), 'not valid JSON (NaN is not a JSON number)'),
+    (lambda t: t.replace('43.71', '-Infinity', 1), 'not valid JSON (-Infinity is not a JSON number)'),
     (lambda t: t.replace('43.71', '"43.71"', 1),
      '"ade20k.cgrseg-t.mIoU" must be a number, got \'43.71\''),
     (lambda t: t.replace('"ade20k.cgrseg-t.gflops_mmcv"', '"ade20k.cgrseg-t.unused"', 1),
-     '"ade20k.cgrseg-t.gflops" needs "ade20k.cgrseg-t.gflops_mmcv" beside it'),
+     '"ade20k.cgrseg-t.gflops" needs "ade20k.cgrseg-t.gflops_mmcv" beside it (re-run cgrseg collect)'),
     (lambda t: t.replace('"ade20k.cgrseg-t.demo": false', '"ade20k.cgrseg-t.demo": "no"', 1),
-     '"ade20k.cgrseg-t.demo" must be true or false'),
+     '"ade20k.cgrseg-t.demo" must be true or false, got \'no\''),
+    (lambda t: t.replace('"ade20k.cgrseg-t.mIoU_n": 1', '"ade20k.cgrseg-t.mIoU_n": 0', 1),
+     '"ade20k.cgrseg-t.mIoU_n" must be a positive integer, got 0'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.mIoU_mode": "ss"', '"ade20k.cgrseg-t.mIoU_mode": 1', 1),
+     '"ade20k.cgrseg-t.mIoU_mode" must be a string, got 1'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.mIoU_seed0": 43.71', '"ade20k.cgrseg-t.mIoU_seed0": true', 1),
+     '"ade20k.cgrseg-t.mIoU_seed0" must be a number, got True'),
+    (lambda t: t.replace('"hypotheses.b_next_repeat_5.flops_input": "512x512"',
+                         '"hypotheses.b_next_repeat_5.flops_input": 512', 1),
+     '"hypotheses.b_next_repeat_5.flops_input" must be a string, got 512'),
+    (lambda t: t.replace('"hypotheses.b_next_repeat_5.gflops": 7.609', '"hypotheses.b_next_repeat_5.gflops": "7.6"', 1),
+     '"hypotheses.b_next_repeat_5.gflops" must be a number, got \'7.6\''),
+    (lambda t: t.replace('{', '{"hypotheses.b_next_repeat_5.mIoU": [1], ', 1),
+     '"hypotheses.b_next_repeat_5.mIoU" must be a number, string or true/false, got [1]'),
+    (lambda t: t.replace('{', '{"ade20k.cgrseg-t.note": null, ', 1),
+     '"ade20k.cgrseg-t.note" must be a number, string or true/false, got None'),
     (lambda t: t.replace('"ade20k.cgrseg-t.mIoU"', '"ade20k.mIoU"', 1),
      'key \'ade20k.mIoU\' is not "dataset.model.name"'),
+    (lambda t: t.replace('"ade20k.cgrseg-t.mIoU"', '"ade20k..mIoU"', 1),
+     'key \'ade20k..mIoU\' is not "dataset.model.name"'),
 ])
 @pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
 def test_a_malformed_metrics_document_is_one_line(tmp_path, capsys, metrics, command, change,
@@ -613,8 +653,7 @@ def test_a_malformed_metrics_document_is_one_line(tmp_path, capsys, metrics, com
     out = tmp_path / 'out'
     assert run(command, '--metrics', bad, '--paper', PAPER, '--out', out) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f'cgrseg {command}: error: {bad}: ')
-    assert message in err[0]
+    assert err == [f'cgrseg {command}: error: {bad}: {message}']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
 
 

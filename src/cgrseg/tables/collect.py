@@ -134,12 +134,12 @@ def _runs(results, dataset, variant, seeds):
 
 
 def _complexity(results, dataset, variant, judged, shape):
-    paths = result_paths(results, dataset, variant)
     out = {}
-    doc = _result(paths['judged_flops'], 'flops')
+    path = judged_path(results, variant)
+    doc = _result(path, 'flops')
     if doc is not None:
-        _check_identity(paths['judged_flops'], doc, judged['dataset'], variant)
-        flops = _from_flops(paths['judged_flops'], doc, judged['shape'], 'judged_complexity.shape')
+        _check_identity(path, doc, judged['dataset'], variant)
+        flops = _from_flops(path, doc, judged['shape'], 'judged_complexity.shape')
         out.update({
             'params_M': flops['params_M'], 'gflops': flops[judged['gflops']],
             'gflops_convention': judged['gflops'], 'flops_input': flops['input'],
