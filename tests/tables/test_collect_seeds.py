@@ -1,5 +1,6 @@
 """collect's summary of several seeds, at the edges its survivors of mutation testing showed: two seeds
 (the least with a spread), every metric averaged, four decimals, and a seed run under another schedule."""
+import re
 import statistics
 
 import pytest
@@ -22,9 +23,16 @@ def test_two_seeds_average_every_metric_to_four_decimals_with_their_spread(tmp_p
     assert (metrics['ade20k.cgrseg-t.mIoU_n'], metrics['ade20k.cgrseg-t.mIoU_seeds']) == (2, 2)
 
 
-def test_a_seed_trained_on_another_schedule_is_refused_naming_the_field(tmp_path):
+@pytest.mark.parametrize('change, says', [
+    (dict(iters=80000), '"iters" is 80000 but {first} has 160000'),
+    (dict(demo=True), '"demo" is True but {first} has False'),
+    (dict(mode='ms'), '"mIoU_mode" is \'ms\' but {first} has \'ss\''),
+])
+def test_a_seed_evaluated_under_another_protocol_is_refused_naming_the_field(tmp_path, change, says):
     results = copy_results(tmp_path)
-    add_run(results, 'ade20k', 't', 1, iters=80000)
-    with pytest.raises(CGRSegError, match=r'seed1/metrics.json: "iters" is 80000 but .*seed0/metrics.json has '
-                                          r'160000; the seeds of one model must share a protocol$'):
+    add_run(results, 'ade20k', 't', 1, **change)
+    run = results / 'runs' / 'ade20k' / 'cgrseg-t'
+    line = f"{run / 'seed1/metrics.json'}: {says.format(first=run / 'seed0/metrics.json')}; the seeds of one model " \
+           'must share a protocol'
+    with pytest.raises(CGRSegError, match=f'^{re.escape(line)}$'):
         collect(load_params(seeds_params(tmp_path, [0, 1])), results)

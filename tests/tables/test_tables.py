@@ -36,7 +36,7 @@ def hypotheses():
     return load_hypotheses(HYPOTHESES)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture   # per test: mutation testing then knows every test that reads collect's output
 def metrics(hypotheses):
     return collect(load_params(FIXTURE / 'params.yaml'), FIXTURE / 'results', hypotheses)
 
@@ -167,6 +167,23 @@ RUN = 'runs/ade20k/cgrseg-t/seed0/metrics.json'
 
 
 JUDGED, TP = 'measure/judged/cgrseg-t.flops.json', 'measure/ade20k/cgrseg-t.throughput.json'
+DATASET_FLOPS = 'measure/pascal_context/cgrseg-t.flops.json'
+
+
+def infinite(*fields, **protocols):
+    """A change making ``fields`` (a path into the document) 1e999, which JSON reads as infinity and a schema
+    cannot refuse; ``protocols`` are added to the document first."""
+    def change(doc):
+        doc = {**doc, **protocols}
+        node = doc = json.loads(json.dumps(doc))
+        for field in fields[:-1]:
+            node = node[field]
+        node[fields[-1]] = 7.25e77
+        return json.dumps(doc).replace('7.25e+77', '1e999')
+    return change
+
+
+INF = 'must be a finite number, got inf'
 
 
 @pytest.mark.parametrize('rel, change, message', [
@@ -186,9 +203,9 @@ JUDGED, TP = 'measure/judged/cgrseg-t.flops.json', 'measure/ade20k/cgrseg-t.thro
     (RUN, lambda d: json.dumps(d).replace('43.71', '1e999'), '"mIoU" must be a finite number, got inf'),
     (RUN, lambda d: {**d, 'mode': 'ms_multi'}, '"mode" must be one of ss, ms, ms_flip, got \'ms_multi\''),
     (RUN, lambda d: {**d, 'iters': 'many'}, '"iters" must be a positive integer, got \'many\''),
-    ('measure/pascal_context/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 512, 512]},
+    (DATASET_FLOPS, lambda d: {**d, 'input_shape': [3, 512, 512]},
      'measured at 512x512 but params.yaml measure_shape.pascal_context asks for 480x480; re-run cgrseg flops'),
-    ('measure/pascal_context/cgrseg-t.flops.json', lambda d: {**d, 'input_shape': [3, 480, 512]},
+    (DATASET_FLOPS, lambda d: {**d, 'input_shape': [3, 480, 512]},
      'measured at 480x512 but params.yaml measure_shape.pascal_context asks for 480x480; re-run cgrseg flops'),
     (JUDGED, lambda d: {**d, 'input_shape': [3, 512, 480]},
      'measured at 512x480 but params.yaml judged_complexity.shape asks for 512x512; re-run cgrseg flops'),
@@ -206,6 +223,23 @@ JUDGED, TP = 'measure/judged/cgrseg-t.flops.json', 'measure/ade20k/cgrseg-t.thro
      '"variant" is \'t\' but the path says \'b\''),
     ('measure/hypotheses/b_next_repeat_5.flops.json', lambda d: {**d, 'input_shape': [3, 256, 512]},
      'measured at 256x512 but params.yaml judged_complexity.shape asks for 512x512; re-run cgrseg flops'),
+    (RUN, infinite('mAcc'), f'"mAcc" {INF}'),
+    (RUN, infinite('protocols', 'single_scale', 'mIoU', protocols={'single_scale': {'mIoU': 1.0}}),
+     f'"protocols.single_scale.mIoU" {INF}'),
+    (JUDGED, infinite('params_M'), f'"params_M" {INF}'),
+    (JUDGED, infinite('gflops', 'mmcv'), f'"gflops.mmcv" {INF}'),
+    (JUDGED, infinite('gflops', 'conv_linear_macs'), f'"gflops.conv_linear_macs" {INF}'),
+    (JUDGED, infinite('gflops', 'fvcore', gflops={'mmcv': 4.0, 'conv_linear_macs': 3.9, 'fvcore': 1.0}),
+     f'"gflops.fvcore" {INF}'),
+    (DATASET_FLOPS, infinite('params_M'), f'"params_M" {INF}'),
+    (DATASET_FLOPS, lambda d: {**d, 'variant': 'b'}, '"variant" is \'b\' but the path says \'t\''),
+    ('measure/hypotheses/b_next_repeat_5.flops.json', infinite('gflops', 'mmcv'), f'"gflops.mmcv" {INF}'),
+    (TP, infinite('img_per_s'), f'"img_per_s" {INF}'),
+    (TP, infinite('protocols', 'fixed_size', 'img_per_s', protocols={'fixed_size': {'img_per_s': 1.0}}),
+     f'"protocols.fixed_size.img_per_s" {INF}'),
+    (TP, infinite('protocols', 'mmseg_benchmark_deploy', 'img_per_s',
+                  protocols={'mmseg_benchmark_deploy': {'img_per_s': 1.0}}),
+     f'"protocols.mmseg_benchmark_deploy.img_per_s" {INF}'),
     ('measure/coco_stuff10k/cgrseg-t.flops.json', lambda d: {**d, 'num_classes': 1.5},
      '"num_classes" must be a positive integer, got 1.5'),
     (TP, lambda d: {**d, 'device': 'gpu'}, '"device" must be "cuda" or "cpu", got \'gpu\''),
@@ -228,6 +262,20 @@ def test_collect_rejects_bad_result_files_and_writes_nothing(tmp_path, capsys, r
     assert code == 2
     assert err == [f'cgrseg collect: error: {path}: {message}']
     assert not out.exists() and list(tmp_path.glob('.metrics.json.*')) == []
+
+
+def test_a_non_square_measure_shape_is_height_by_width(tmp_path):
+    results = copy_results(tmp_path)
+    params = tmp_path / 'params.yaml'
+    params.write_text((FIXTURE / 'params.yaml').read_text().replace('pascal_context: [480, 480]', 'pascal_context: '
+                                                                    '[480, 512]').replace('[t, b, l]', '[t]'))
+    flops = results / DATASET_FLOPS
+    flops.write_text(json.dumps({**json.loads(flops.read_text()), 'input_shape': [3, 480, 512]}))
+    assert collect(load_params(params), results)['pascal_context.cgrseg-t.flops_input_dataset'] == '480x512'
+    flops.write_text(json.dumps({**json.loads(flops.read_text()), 'input_shape': [3, 512, 480]}))
+    with pytest.raises(CGRSegError, match=re.escape(f'{flops}: measured at 512x480 but params.yaml measure_shape.'
+                                                    'pascal_context asks for 480x512; re-run cgrseg flops') + '$'):
+        collect(load_params(params), results)
 
 
 def test_collect_cli_writes_the_document(tmp_path, metrics):
@@ -492,6 +540,15 @@ def test_everything_pending_without_any_result(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
+def test_a_missing_metrics_file_says_to_run_collect(tmp_path, capsys, command):
+    missing = tmp_path / 'metrics.json'
+    assert run(command, '--metrics', missing, '--paper', PAPER, '--out', tmp_path / 'out') == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'cgrseg {command}: error: {missing}: metrics not found (run cgrseg collect first)']
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('command', ['tables', 'diff', 'figure'])
 def test_bad_metrics_file_is_one_error_line_and_no_output(tmp_path, capsys, command):
     bad = tmp_path / 'metrics.json'
     bad.write_text('[1, 2]')
@@ -640,6 +697,8 @@ def test_collect_names_a_bad_params_key(tmp_path, capsys, params, message):
      '"hypotheses.b_next_repeat_5.mIoU" must be a number, string or true/false, got [1]'),
     (lambda t: t.replace('{', '{"ade20k.cgrseg-t.note": null, ', 1),
      '"ade20k.cgrseg-t.note" must be a number, string or true/false, got None'),
+    (lambda t: t.replace('"hypotheses.b_next_repeat_5.params_M": 18.11', '"hypotheses.b_next_repeat_5.params_M": "18"', 1),
+     '"hypotheses.b_next_repeat_5.params_M" must be a number, got \'18\''),
     (lambda t: t.replace('"ade20k.cgrseg-t.mIoU"', '"ade20k.mIoU"', 1),
      'key \'ade20k.mIoU\' is not "dataset.model.name"'),
     (lambda t: t.replace('"ade20k.cgrseg-t.mIoU"', '"ade20k..mIoU"', 1),

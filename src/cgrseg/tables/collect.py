@@ -202,10 +202,11 @@ def _check_identity(path, doc, dataset, variant):
 
 
 def _number(path, doc, *fields):
+    """A number the schema has checked, refused when infinite (JSON's 1e999; a schema cannot say finite)."""
     value = doc
     for field in fields:
-        value = value.get(field) if isinstance(value, dict) else None
-    if not is_number(value):
+        value = value[field]
+    if not math.isfinite(value):
         raise CGRSegError(f'{path}: "{".".join(fields)}" must be a finite number, got {value!r}')
     return float(value)
 
