@@ -193,3 +193,70 @@ def test_a_missing_paper_value_says_where_it_was_looked_for(paper):
     cell = one_cell(paper, 'params_M', 9.365, None)
     assert (cell['status'], cell['reason'], cell['delta']) == (judge.NO_PAPER_VALUE, (
         "the paper value was not found: authors' README, text tables"), None)
+
+
+CELL_FIELDS = ['dataset', 'model', 'variant', 'column', 'label', 'paper', 'paper_source', 'ours', 'delta',
+               'tolerance', 'status', 'reason']
+
+
+def test_a_cell_holds_its_fields_in_diff_json_order_then_the_facts_of_its_column_only(paper):
+    cell = one_cell(paper, 'mIoU', 43.6123456, 43.6, mIoU_seed0=43.6123456, gflops_mmcv=4.0)
+    assert list(cell) == [*CELL_FIELDS, 'mIoU_mode', 'demo', 'mIoU_n', 'mIoU_seeds', 'mIoU_runs']
+    assert cell['mIoU_runs'] == {'seed0': 43.6123456} and cell['delta'] == 0.012346   # six decimals
+    cell = one_cell(paper, 'gflops', 4.0, 4.0, mIoU_seed0=43.6)
+    assert list(cell) == [*CELL_FIELDS, 'gflops_convention', 'flops_dataset', 'flops_classes', 'flops_input',
+                          'gflops_mmcv', 'gflops_conv_linear_macs']
+
+
+def test_a_column_without_a_label_is_labelled_by_its_name(paper):
+    paper = copy.deepcopy(paper)
+    del paper['columns']['params_M']['label']
+    assert one_cell(paper, 'params_M', 9.4, 9.4)['label'] == 'params_M'
+
+
+def test_a_pending_cell_names_the_file_under_the_results_folder_it_was_given(paper):
+    cells = by_cell(judge.judge_all(paper, {}, 'elsewhere'))
+    assert cells[('ade20k', 't', 'mIoU')]['reason'] == 'no elsewhere/runs/ade20k/cgrseg-t/seed*/metrics.json yet'
+    assert cells[('ade20k', 't', 'gflops')]['reason'] == 'no elsewhere/measure/judged/cgrseg-t.flops.json yet'
+
+
+def test_two_seeds_are_a_mean_with_its_spread(paper):
+    cell = one_cell(paper, 'mIoU', 43.6, 43.6, mIoU_n=2, mIoU_seeds=2, mIoU_std=0.1)
+    assert cell['reason'] == 'mean of 2 seeds, std 0.10'
+
+
+def on_the_edge(paper, column, tolerance):
+    """The paper with an absolute ``tolerance`` for ``column``."""
+    paper = copy.deepcopy(paper)
+    paper['columns'][column]['tolerance'] = {'abs': tolerance}
+    return paper
+
+
+def test_a_delta_of_exactly_the_tolerance_plus_the_rounding_guard_is_within(paper):
+    edge = 0.5 + judge.EPS
+    assert one_cell(on_the_edge(paper, 'mIoU', 0.5), 'mIoU', edge, 0.0)['status'] == judge.WITHIN
+    assert one_cell(on_the_edge(paper, 'mIoU', 0.5), 'mIoU', edge + 1e-12, 0.0)['status'] == judge.OUTSIDE
+
+
+def hypothesis_verdict(paper, metrics, hypotheses, measured, paper_value, tolerance):
+    paper = copy.deepcopy(paper)
+    paper['tables']['ade20k']['rows']['b']['params_M']['value'] = paper_value
+    paper['columns']['params_M']['tolerance'] = tolerance
+    other = {**hypotheses['b_next_repeat_5'], 'variant': 't'}     # another row's, listed first
+    hyps = {'t_first': other, **hypotheses}
+    changed = {**metrics, 'ade20k.cgrseg-b.params_M': 99.0, 'hypotheses.b_next_repeat_5.params_M': measured}
+    cell = by_cell(judge.judge_all(paper, changed, 'results', hyps))[('ade20k', 'b', 'params_M')]
+    assert [h['name'] for h in cell['hypotheses']] == ['b_next_repeat_5']
+    return cell['hypotheses'][0]['reproduces']
+
+
+@pytest.mark.parametrize('measured, paper_value, tolerance, reproduces', [
+    (0.05 + judge.EPS, 0.0, {'abs': 0.05}, True),            # the edge itself
+    (0.05 + judge.EPS + 1e-12, 0.0, {'abs': 0.05}, False),
+    (1.05, 1.0, {'abs': 0.05}, True),                        # 0.05000000000000004 in floats: the guard keeps it
+    (18.2, 18.0, {'rel': 0.02}, True),                       # relative to the paper's value
+    (18.37, 18.0, {'rel': 0.02}, False),
+])
+def test_a_hypothesis_reproduces_within_the_columns_tolerance(paper, metrics, hypotheses, measured, paper_value,
+                                                             tolerance, reproduces):
+    assert hypothesis_verdict(paper, metrics, hypotheses, measured, paper_value, tolerance) is reproduces

@@ -36,7 +36,7 @@ def judge_all(paper, metrics, results='results', hypotheses=None):
     return cells
 
 
-def judge_cell(paper, metrics, dataset, variant, column, results='results'):
+def judge_cell(paper, metrics, dataset, variant, column, results):
     table = paper['tables'][dataset]
     spec = paper['columns'][column]
     paper_cell = table['rows'][variant][column]
@@ -55,7 +55,7 @@ def judge_cell(paper, metrics, dataset, variant, column, results='results'):
     if ours is None:
         kind = {'mIoU': 'metrics', 'img_per_s': 'throughput'}.get(column, 'judged_flops')
         return _verdict(cell, PENDING, f'no {result_paths(results, dataset, variant)[kind]} yet')
-    if column == 'mIoU' and (get('mIoU_n') or 1) < (get('mIoU_seeds') or 1):
+    if column == 'mIoU' and get('mIoU_n') < get('mIoU_seeds'):   # both stand beside mIoU (collect.REQUIRES)
         return _verdict(cell, PENDING, f'{get("mIoU_n")} of {get("mIoU_seeds")} seeds evaluated '
                         f'so far (mean of those shown)')
     if cell['paper'] is None:
@@ -68,7 +68,7 @@ def judge_cell(paper, metrics, dataset, variant, column, results='results'):
             cell['delta'] = None  # a demo number says nothing about the paper's
         return _verdict(cell, *blocker)
     within = abs(ours - cell['paper']) <= _allowed(spec, cell['paper']) + EPS
-    return _verdict(cell, WITHIN if within else OUTSIDE, _note(column, table, get, dataset))
+    return _verdict(cell, WITHIN if within else OUTSIDE, _note(column, get, dataset))
 
 
 def _verdict(cell, status, reason):
@@ -94,10 +94,10 @@ CONTEXT = {
 }
 
 
-def _context(column, get, metrics=None, prefix=''):
+def _context(column, get, metrics, prefix):
     """The facts beside a value that decide comparability; kept in diff.json."""
     out = {name: get(name) for name in CONTEXT[column] if get(name) is not None}
-    if column == 'mIoU' and metrics:
+    if column == 'mIoU':
         runs = {k.rsplit('.', 1)[1].removeprefix('mIoU_'): v for k, v in metrics.items()
                 if k.startswith(prefix) and SEED_FIELD.fullmatch(k.rsplit('.', 1)[1])}
         if runs:
@@ -145,7 +145,7 @@ def _throughput_blocker(paper_tp, get):
     return None
 
 
-def _note(column, table, get, dataset):
+def _note(column, get, dataset):
     if column == 'gflops':
         fvcore = get('gflops_fvcore')
         note = (f'{_judged_text(get)}, {get("gflops_convention")} convention (mmseg 0.x '
@@ -155,12 +155,10 @@ def _note(column, table, get, dataset):
     if column == 'params_M':
         return _judged_text(get) + _dataset_text(get, dataset, 'params_M_dataset')
     if column == 'mIoU':
-        if (get('mIoU_n') or 1) > 1:
+        if get('mIoU_n') > 1:
             return f'mean of {get("mIoU_n")} seeds, std {get("mIoU_std"):.2f}'
         return 'one run (one seed)'
-    if column == 'img_per_s':
-        return f'same GPU model ({get("throughput_device_name")})'
-    return ''
+    return f'same GPU model ({get("throughput_device_name")})'   # img_per_s: paper.COLUMNS has no other
 
 
 def judged_model_text(dataset, classes):
