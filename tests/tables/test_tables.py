@@ -278,6 +278,17 @@ def test_a_non_square_measure_shape_is_height_by_width(tmp_path):
         collect(load_params(params), results)
 
 
+def test_a_result_path_that_is_not_a_file_is_one_line(tmp_path, capsys):
+    results = copy_results(tmp_path)
+    (results / RUN).unlink()
+    (results / RUN).mkdir()
+    out = tmp_path / 'metrics.json'
+    assert run('collect', '--params', FIXTURE / 'params.yaml', '--results', results, '--out', out) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'cgrseg collect: error: {results / RUN}: result file is not a regular file']
+    assert not out.exists()
+
+
 def test_collect_cli_writes_the_document(tmp_path, metrics):
     out = tmp_path / 'metrics.json'
     assert run('collect', '--params', FIXTURE / 'params.yaml', '--results',

@@ -67,7 +67,6 @@ def result_paths(results, dataset, variant):
     return {
         'metrics': layout.result_path(results, layout.RUN_METRICS, dataset=dataset, variant=variant,
                                       seed='*'),
-        'flops': layout.result_path(results, layout.FLOPS, dataset=dataset, variant=variant),
         'judged_flops': judged_path(results, variant),
         'throughput': layout.result_path(results, layout.THROUGHPUT, dataset=dataset, variant=variant),
     }
