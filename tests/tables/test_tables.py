@@ -36,9 +36,15 @@ def hypotheses():
     return load_hypotheses(HYPOTHESES)
 
 
-@pytest.fixture   # per test: mutation testing then knows every test that reads collect's output
-def metrics(hypotheses):
+def collect_fixture(hypotheses):
     return collect(load_params(FIXTURE / 'params.yaml'), FIXTURE / 'results', hypotheses)
+
+
+@pytest.fixture(scope='module')
+def metrics(hypotheses):
+    """The fixture's document, for the tests of what reads it. The tests of collect call collect_fixture
+    themselves: mutation testing credits a shared fixture's calls to the first test that used it only."""
+    return collect_fixture(hypotheses)
 
 
 @pytest.fixture
@@ -121,7 +127,8 @@ def test_paper_file_errors_name_the_file_and_the_cell(tmp_path, edit, message):
 
 # --- collect ----------------------------------------------------------------------------------
 
-def test_collect_flattens_present_files_and_skips_missing_ones(metrics):
+def test_collect_flattens_present_files_and_skips_missing_ones(hypotheses):
+    metrics = collect_fixture(hypotheses)
     assert metrics['ade20k.cgrseg-t.mIoU'] == 43.71
     assert metrics['ade20k.cgrseg-t.mIoU_mode'] == 'ss'
     assert metrics['ade20k.cgrseg-t.mIoU_n'] == metrics['ade20k.cgrseg-t.mIoU_seeds'] == 1
@@ -135,7 +142,8 @@ def test_collect_flattens_present_files_and_skips_missing_ones(metrics):
     assert all(v is not None for v in metrics.values())
 
 
-def test_every_table_judges_the_ade20k_model_in_the_mmcv_convention(metrics):
+def test_every_table_judges_the_ade20k_model_in_the_mmcv_convention(hypotheses):
+    metrics = collect_fixture(hypotheses)
     # the paper prints the ADE20K model's params/GFLOPs (512x512, mmcv) in all three tables
     for dataset in ('ade20k', 'coco_stuff10k', 'pascal_context'):
         assert metrics[f'{dataset}.cgrseg-b.params_M'] == 19.115
