@@ -3,6 +3,7 @@
 ``.schema.json``; docs/results-schema.md shows examples). ``problem`` checks a document against one and
 returns its first problem as a line naming the field, in the words of the property's ``errorMessage``
 (a key validators ignore)."""
+import copy
 import functools
 import json
 from pathlib import Path
@@ -13,17 +14,18 @@ RESULTS = ('metrics', 'flops', 'throughput', 'diff')
 
 def load(name):
     """The schema ``name`` (a fresh copy: callers may change it)."""
-    import yaml  # the repository's own files; the params schema's anchors are trusted
-    text = _text(name)
-    return json.loads(text) if text.lstrip().startswith('{') else yaml.safe_load(text)
+    return copy.deepcopy(_parsed(name))
 
 
 @functools.lru_cache(maxsize=None)
-def _text(name):
+def _parsed(name):
+    """Parsed once per process: every params and result check reads a schema (pure-Python YAML, ~0.1 s)."""
+    import yaml  # the repository's own files; the params schema's anchors are trusted
     for suffix in ('.schema.json', '.schema.yaml'):
         path = SCHEMAS / f'{name}{suffix}'
         if path.is_file():
-            return path.read_text()
+            text = path.read_text()
+            return json.loads(text) if suffix == '.schema.json' else yaml.safe_load(text)
     raise FileNotFoundError(f'{SCHEMAS}/{name}.schema.*: no such schema')
 
 
