@@ -259,18 +259,16 @@ INF = 'must be a finite number, got inf'
     (TP, lambda d: {**d, 'protocols': {'mmseg_benchmark_deploy': {'img_per_s': 'x', 'deploy': True}}},
      '"protocols.mmseg_benchmark_deploy.img_per_s" must be a finite number, got \'x\''),
 ])
-def test_collect_rejects_bad_result_files_and_writes_nothing(tmp_path, capsys, rel, change,
-                                                             message):
+def test_collect_refuses_bad_result_files_in_one_line(tmp_path, hypotheses, rel, change, message):
+    """collect() itself, not the command line: test_a_result_path_that_is_not_a_file_is_one_line holds the
+    command's contract (exit 2, one line, nothing written); a mutant of collect reaches these in milliseconds."""
     results = copy_results(tmp_path)
     path = results / rel
     new = change(json.loads(path.read_text()))
     path.write_text(new if isinstance(new, str) else json.dumps(new))
-    out = tmp_path / 'metrics.json'
-    code = run('collect', '--params', FIXTURE / 'params.yaml', '--results', results, '--out', out)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert err == [f'cgrseg collect: error: {path}: {message}']
-    assert not out.exists() and list(tmp_path.glob('.metrics.json.*')) == []
+    with pytest.raises(CGRSegError) as refused:
+        collect(load_params(FIXTURE / 'params.yaml'), results, hypotheses)
+    assert str(refused.value) == f'{path}: {message}'
 
 
 def test_a_non_square_measure_shape_is_height_by_width(tmp_path):
@@ -295,7 +293,7 @@ def test_a_result_path_that_is_not_a_file_is_one_line(tmp_path, capsys):
     assert run('collect', '--params', FIXTURE / 'params.yaml', '--results', results, '--out', out) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f'cgrseg collect: error: {results / RUN}: result file is not a regular file']
-    assert not out.exists()
+    assert not out.exists() and list(tmp_path.glob('.metrics.json.*')) == []
 
 
 def test_collect_cli_writes_the_document(tmp_path, metrics):
