@@ -160,7 +160,9 @@ def setup_cfg(files, tests, deselect=()):
              # a mutant's wall-time limit is (its tests' duration + constant) x multiplier: a mutant that
              # hangs a test (a download waiting on its server) counts as killed, and holds a worker that long
              f'timeout_constant = {TIMEOUT_CONSTANT}', f'timeout_multiplier = {TIMEOUT_MULTIPLIER}',
-             'use_git_change_detection = false', 'on_dependency_change = ignore', '']
+             'use_git_change_detection = false', 'on_dependency_change = ignore',
+             # each mutant's tests and seconds in mutants/mutmut-debug.log (where a module's time goes)
+             'log_to_file = true', '']
     return '\n'.join(lines)
 
 
