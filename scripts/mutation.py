@@ -184,7 +184,8 @@ def prepare(name, fresh):
 def run_module(name, folder, jobs, inputs, mutants=()):
     """``mutmut run`` in the module's folder: every undecided mutant, or the ``mutants`` named."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
-               PYTHONHASHSEED='0', MPLBACKEND='Agg', CGRSEG_TEST_PRELOAD=' '.join(PRELOAD))
+               PYTHONHASHSEED='0', MPLBACKEND='Agg', CGRSEG_TEST_PRELOAD=' '.join(PRELOAD),
+               CGRSEG_MUTATION_STATS=str(folder / 'mutants' / 'mutmut-stats.json'))
     env.update({variable: str(inputs / kind) for kind, variable in MADE_ONCE.items()
                 if kind not in MAKES.get(name, ())})
     mutmut = Path(sys.executable).with_name('mutmut')
