@@ -28,7 +28,8 @@ MODEL = "{dataset}/cgrseg-{variant}"
 RUN = "{dataset}/cgrseg-{variant}/seed{seed}"
 # collect, tables, diff, figure: defined once, in dvc.yaml (workflow/rules/tables.smk)
 STAGES = wf.or_exit(wf.dvc_stages, config, wf.result_files(config, HYPOTHESES))
-FINAL_TARGETS = [path for stage in STAGES.values() for path in stage.outputs]
+# plain paths: a stage's folder output carries directory(), a flag Snakemake warns about in an input
+FINAL_TARGETS = [str(path) for stage in STAGES.values() for path in stage.outputs]
 
 
 wildcard_constraints:
