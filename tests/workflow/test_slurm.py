@@ -14,7 +14,8 @@ VENV_BIN = Path(os.environ.get('VIRTUAL_ENV') or REPO / '.venv') / 'bin'
 # status checks every few seconds instead of the plugin's 40 s; keep the sbatch logs to inspect them
 FAST = ['--slurm-init-seconds-before-status-checks', '2', '--slurm-keep-successful-logs']
 
-pytestmark = pytest.mark.slow
+# the cluster's start (900 s at most) and a SLURM run of the demo DAG are bounded by their own timeouts below
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 STANDIN = '''
 rule all:
