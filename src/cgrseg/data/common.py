@@ -3,13 +3,14 @@ import errno
 import functools
 import io
 import json
-import multiprocessing
 import shutil
 import sys
 import tarfile
 import warnings
 import zipfile
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -42,9 +43,13 @@ def worker_root():
 
 
 def parallel_map(fn, tasks, jobs, desc, initargs=()):
-    """Yield ``fn(task)`` for every task (in any order) over ``jobs`` processes, with a progress bar.
+    """Yield ``fn(task)`` for every task (in task order) over ``jobs`` processes, with a progress bar.
 
-    ``initargs`` go to :func:`init_worker` in each process. Errors raised by ``fn`` propagate.
+    ``initargs`` go to :func:`init_worker` in each process. The first error raised by ``fn`` propagates
+    once the chunks already started have ended (the rest are cancelled); a worker that dies is an error.
+    Not multiprocessing.Pool: its terminate() kills workers that may hold the result queue's lock, and
+    then waits for that lock forever (seen after a bad image with images left), and it waits forever
+    for the results of a worker killed for memory.
     """
     bar = dict(total=len(tasks), desc=desc, unit='img', disable=None, file=sys.stderr)
     if jobs <= 1 or len(tasks) <= 1:
@@ -52,8 +57,14 @@ def parallel_map(fn, tasks, jobs, desc, initargs=()):
         yield from tqdm(map(fn, tasks), **bar)
         return
     chunksize = max(1, min(64, len(tasks) // (8 * jobs)))
-    with multiprocessing.Pool(jobs, init_worker, initargs) as pool:
-        yield from tqdm(pool.imap_unordered(fn, tasks, chunksize), **bar)
+    pool = ProcessPoolExecutor(jobs, initializer=init_worker, initargs=initargs)
+    try:
+        yield from tqdm(pool.map(fn, tasks, chunksize=chunksize), **bar)
+    except BrokenProcessPool:
+        raise CGRSegError(f'{desc}: a conversion process ended abruptly (killed, or out of memory); '
+                          'nothing was kept') from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def collect(results):
