@@ -37,6 +37,32 @@ def pytest_collection_modifyitems(items):
         items.sort(key=lambda item: seconds.get(item.nodeid, 0.0))
 
 
+def pytest_report_header(config):
+    """Where the run's code and temporaries are, and what the machine had left: a CI log that shows
+    failures starts (and ends, below) with the facts that explain many of them (another checkout's
+    cgrseg, a full disk, little memory)."""
+    import cgrseg
+    package = Path(cgrseg.__file__).resolve().parent
+    here = '' if package == REPO / 'src' / 'cgrseg' else f' (NOT this checkout, {REPO})'
+    return [f'cgrseg: {package}{here}; cwd {Path.cwd()}', _machine()]
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f'at the end, {_machine()}')
+
+
+def _machine():
+    import tempfile
+    tmp = tempfile.gettempdir()
+    free = shutil.disk_usage(tmp).free / 2 ** 30
+    meminfo = Path('/proc/meminfo')
+    available = next((f', {int(line.split()[1]) / 2 ** 20:.1f} GiB memory available'
+                      for line in (meminfo.read_text().splitlines() if meminfo.is_file() else ())
+                      if line.startswith('MemAvailable:')), '')
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return f'machine: {cpus} CPUs{available}, {free:.1f} GiB free in {tmp}, uid {os.geteuid()}'
+
+
 def exactly(message):
     """``pytest.raises(..., match=exactly(m))``: the whole message is ``m``."""
     return f'^{re.escape(str(message))}$'
