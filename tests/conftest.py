@@ -59,8 +59,8 @@ def _machine():
     available = next((f', {int(line.split()[1]) / 2 ** 20:.1f} GiB memory available'
                       for line in (meminfo.read_text().splitlines() if meminfo.is_file() else ())
                       if line.startswith('MemAvailable:')), '')
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return f'machine: {cpus} CPUs{available}, {free:.1f} GiB free in {tmp}, uid {os.geteuid()}'
+    from cgrseg.data.prepare import _cpu_count   # the CPUs this process may use, as prepare counts them
+    return f'machine: {_cpu_count()} CPUs{available}, {free:.1f} GiB free in {tmp}, uid {os.geteuid()}'
 
 
 def exactly(message):
